@@ -1,0 +1,283 @@
+"""Typed configuration (pydantic) loaded from YAML files under ``conf/``.
+
+Every model forbids unknown keys, so a typo in a YAML file fails with the file and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and key it comes from."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+    return value
+
+
+class MaskRule(_Model):
+    """Replace what ``pattern`` matches by ``replacement``.
+
+    ``scope: token`` (default) applies the rule to each whitespace-separated token, once per distinct
+    token (cached), and keeps the token count; ``scope: line`` applies it to the whole message and may
+    merge tokens (use only for variables that contain spaces).
+    """
+
+    name: str
+    pattern: str
+    replacement: str = "<*>"
+    scope: Literal["token", "line"] = "token"
+
+    _v = field_validator("pattern")(_check_regex)
+
+
+class DrainConfig(_Model):
+    """Drain3 parameters (see drain3.drain.Drain)."""
+
+    depth: int = Field(4, ge=3)
+    sim_th: float = Field(0.4, ge=0.0, le=1.0)
+    max_children: int = Field(100, ge=2)
+    max_clusters: int | None = Field(None, ge=1)
+    parametrize_numeric_tokens: bool = True
+
+
+class TimestampConfig(_Model):
+    """How to build a timestamp from header fields: joined by a space, then parsed.
+
+    ``format`` is a ``strptime`` format, or ``epoch`` (seconds, may be fractional).
+    """
+
+    fields: list[str]
+    format: str
+
+
+class SessionExtractor(_Model):
+    """Find session keys in a line's content or in its file path.
+
+    The first capture group (or the whole match) is the key; ``format`` may rewrite it
+    (``{0}`` = the key). ``all: true`` keeps every match (a line can belong to several sessions).
+    """
+
+    source: Literal["content", "path"] = "content"
+    pattern: str
+    all: bool = False
+    format: str | None = None
+
+    _v = field_validator("pattern")(_check_regex)
+
+
+class WindowPolicy(_Model):
+    """How lines are grouped into windows.
+
+    - ``session``: one window per session key.
+    - ``fixed``: ``size`` lines, moving by ``step``, in time order within each ``group_by`` value.
+    - ``time``: ``length_s`` seconds, moving by ``step_s``, within each ``group_by`` value.
+    - ``line``: every line is its own window (for random samples that are not sessions).
+    """
+
+    kind: Literal["session", "fixed", "time", "line"]
+    group_by: Literal["node", "component", "session", "file"] | None = None
+    size: int | None = Field(None, ge=1)
+    step: int | None = Field(None, ge=1)
+    length_s: float | None = Field(None, gt=0)
+    step_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> WindowPolicy:
+        if self.kind == "fixed" and (self.size is None or self.step is None):
+            raise ValueError("a fixed window needs both 'size' and 'step'")
+        if self.kind == "time" and (self.length_s is None or self.step_s is None):
+            raise ValueError("a time window needs both 'length_s' and 'step_s'")
+        return self
+
+
+class LineFieldLabels(_Model):
+    """Line-level labels read from a header field (BGL/Thunderbird: first token '-' = normal)."""
+
+    kind: Literal["line_field"]
+    field: str
+    normal_values: list[str] = ["-"]
+
+
+class SessionListLabels(_Model):
+    """Session labels from a list of anomalous ids (a file given at ingest time).
+
+    Every line of the file is read; its first comma-separated field is an id when it fully matches
+    ``id_pattern``; a second field, if present, says ``Normal``/``Anomaly``. Sessions not in the list
+    are normal when ``unlisted: normal`` (the list is complete), otherwise unknown (null).
+    """
+
+    kind: Literal["session_list"]
+    id_pattern: str
+    unlisted: Literal["normal", "unknown"] = "normal"
+
+    _v = field_validator("id_pattern")(_check_regex)
+
+
+LabelConfig = Annotated[LineFieldLabels | SessionListLabels, Field(discriminator="kind")]
+
+
+class SystemConfig(_Model):
+    """One log source: how to parse, mask, mine, window and label its lines."""
+
+    name: str
+    log_format: str
+    fields: dict[Literal["level", "component", "node"], str] = {}
+    timestamp: TimestampConfig | None = None
+    masks: list[MaskRule] = []
+    drain: DrainConfig = DrainConfig()
+    sessions: list[SessionExtractor] = []
+    windows: dict[str, WindowPolicy] = {}
+    default_window: str = "line"
+    labels: LabelConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SystemConfig:
+        from fusionlog.ingest.header import format_fields
+
+        names = format_fields(self.log_format)
+        if "Content" not in names:
+            raise ValueError("log_format must contain <Content>")
+        used = list(self.fields.values()) + (self.timestamp.fields if self.timestamp else [])
+        if isinstance(self.labels, LineFieldLabels):
+            used.append(self.labels.field)
+        for field in used:
+            if field not in names:
+                raise ValueError(f"field {field!r} is not in log_format (has {names})")
+        if self.default_window not in self.all_windows():
+            raise ValueError(f"default_window {self.default_window!r} is not a defined window policy")
+        for name, pol in self.all_windows().items():
+            if pol.kind == "session" and not self.sessions:
+                raise ValueError(f"window {name!r} is by session but 'sessions' defines no extractor")
+        return self
+
+    def all_windows(self) -> dict[str, WindowPolicy]:
+        """Configured windows plus the built-in ``line`` and ``time`` (1 h) policies."""
+        builtin = {
+            "line": WindowPolicy(kind="line"),
+            "time": WindowPolicy(kind="time", length_s=3600, step_s=3600),
+        }
+        return {**builtin, **self.windows}
+
+    def window(self, name: str | None = None) -> WindowPolicy:
+        name = name or self.default_window
+        policies = self.all_windows()
+        if name not in policies:
+            raise ConfigError(f"system {self.name}: unknown window {name!r} (known: {sorted(policies)})")
+        return policies[name]
+
+
+class SparkConfig(_Model):
+    master: str = "local[*]"
+    driver_memory: str = "2g"
+    split_mb: int = Field(128, ge=1)
+    shuffle_partitions: int = Field(8, ge=1)
+    conf: dict[str, str] = {}
+
+
+class IngestConfig(_Model):
+    """Settings of the ingest stage that are not per system."""
+
+    spark: SparkConfig = SparkConfig()
+    on_invalid_utf8: Literal["replace", "quarantine"] = "replace"
+    max_line_bytes: int = Field(65536, ge=256)
+    splits: dict[Literal["train", "val", "test"], float] = {"train": 0.6, "val": 0.2, "test": 0.2}
+    mask_cache_size: int = Field(200_000, ge=0)
+
+    @field_validator("splits")
+    @classmethod
+    def _sum_to_one(cls, v: dict[str, float]) -> dict[str, float]:
+        if abs(sum(v.values()) - 1.0) > 1e-6 or any(x < 0 for x in v.values()):
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {v}")
+        return v
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+
+
+def conf_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The conf directory: argument, $FUSIONLOG_CONF, ./conf, or the one beside the package."""
+    for cand in (explicit, os.environ.get("FUSIONLOG_CONF")):
+        if cand:
+            path = Path(cand)
+            if not path.is_dir():
+                raise ConfigError(f"config directory {path} does not exist")
+            return path
+    local = Path.cwd() / "conf"
+    if (local / "systems").is_dir():
+        return local
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping; errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from exc
+    if data is None:
+        raise ConfigError(f"{path}: empty file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _validate(model: type[_Model], data: dict[str, Any], path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"{path}: key '{key}': {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def known_systems(conf: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (conf or conf_dir()).joinpath("systems").glob("*.yaml"))
+
+
+def load_system(name_or_path: str, conf: Path | None = None) -> SystemConfig:
+    """Load ``conf/systems/<name>.yaml`` (or a YAML path)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        base = conf or conf_dir()
+        path = base / "systems" / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(
+                f"unknown system {name_or_path!r}: no {path} (known: {', '.join(known_systems(base))})"
+            )
+    return _validate(SystemConfig, read_yaml(path), path)
+
+
+def load_ingest(path: Path | None = None) -> IngestConfig:
+    """Load the ingest settings (``conf/ingest.yaml`` if present, else defaults)."""
+    path = path or conf_dir() / "ingest.yaml"
+    if not path.exists():
+        return IngestConfig()
+    return _validate(IngestConfig, read_yaml(path), path)

@@ -1,0 +1,1 @@
+"""Ingest: raw archives -> Parquet (lines, templates, windows, quarantine)."""
