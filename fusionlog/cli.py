@@ -1,0 +1,173 @@
+"""``fusionlog`` command line: thin wiring of the stage functions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fusionlog.config import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="FusionLog: zero-label log anomaly detection.")
+bench = typer.Typer(no_args_is_help=True, help="Benchmarks (figures side by side with a baseline).")
+app.add_typer(bench, name="bench")
+console = Console()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _errors(fn):  # noqa: ANN001, ANN202
+    """Turn expected failures (bad config, bad input, no Java) into one clear line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        from fusionlog.ingest.sources import InputError
+        from fusionlog.ingest.stage import ReconcileError
+        from fusionlog.spark import JavaError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, InputError, JavaError, ReconcileError, FileNotFoundError, ValueError) as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _conf(conf: Path | None) -> None:
+    if conf is not None:
+        import os
+
+        os.environ["FUSIONLOG_CONF"] = str(conf)
+
+
+def print_ingest(res) -> None:  # noqa: ANN001
+    t = Table(title=f"ingest {res.system} -> {res.out}")
+    for col in ("file", "read", "parsed", "quarantined", "utf8 replaced", "problems"):
+        t.add_column(col, justify="left" if col in ("file", "problems") else "right")
+    for f in res.files:
+        probs = "; ".join([f"{k}: {v}" for k, v in f["reasons"].items()] + f["errors"])
+        t.add_row(Path(f["file"]).name, str(f["read"]), str(f["parsed"]), str(f["quarantined"]),
+                  str(f["replaced_utf8"]), probs or "-")
+    console.print(t)
+    anom = "unlabeled" if res.anomalous_windows is None else f"{res.anomalous_windows} anomalous"
+    console.print(
+        f"read = parsed + quarantined holds for every file. {res.lines} lines, {res.quarantined} "
+        f"quarantined, {res.templates} templates ({res.new_templates} new), {res.windows} windows "
+        f"({anom}), {res.lines_outside_windows} lines outside any window; {res.seconds['total']:.1f} s"
+    )
+    if res.labels:
+        console.print(f"labels: {res.labels}")
+
+
+@app.command()
+@_errors
+def ingest(
+    inputs: Annotated[list[str], typer.Argument(help="files, directories or globs (plain or .gz, local or URI)")],
+    system: Annotated[str, typer.Option("--system", "-s", help="conf/systems/<system>.yaml")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory")] = Path("runs/default"),
+    labels: Annotated[list[str], typer.Option("--labels", help="label file(s) for session-list labels")] = [],  # noqa: B006
+    window: Annotated[str | None, typer.Option(help="window policy name (default: the system's)")] = None,
+    state_in: Annotated[Path | None, typer.Option(help="template state of an earlier ingest")] = None,
+    master: Annotated[str | None, typer.Option(help="Spark master URL (default from conf/ingest.yaml)")] = None,
+    conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+) -> None:
+    """Parse raw archives with Spark into lines/, templates/, windows/, quarantine/."""
+    _conf(conf)
+    from fusionlog.config import load_ingest
+    from fusionlog.ingest.stage import ingest as run
+
+    cfg = load_ingest()
+    if master:
+        cfg = cfg.model_copy(update={"spark": cfg.spark.model_copy(update={"master": master})})
+    print_ingest(run(system, inputs, out, labels=labels or None, window=window, state_in=state_in, cfg=cfg))
+
+
+@app.command("ingest-sequences")
+@_errors
+def ingest_sequences(
+    system: Annotated[str, typer.Option("--system", "-s", help="name to store the dataset under")],
+    templates: Annotated[Path, typer.Option(help="headerless templates CSV (event id k = line k)")],
+    seq: Annotated[list[str], typer.Option(help="PATH:normal|anomalous|unknown (repeat)")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/default"),
+) -> None:
+    """Ingest an event-sequence dataset (session,event ids) into templates/ and windows/."""
+    from fusionlog.ingest.sequences import ingest_sequences as run
+    from fusionlog.ingest.sequences import parse_spec
+
+    res = run(system, templates, [parse_spec(s) for s in seq], out)
+    console.print(
+        f"{system}: {res.templates} templates, {res.windows} windows ({res.anomalous_windows} anomalous), "
+        f"{len(res.bad_lines)} bad lines (quarantined), {res.duplicates_across_files} session ids in two files"
+    )
+    for line in res.bad_lines[:10]:
+        console.print(f"  [yellow]{line}[/]")
+
+
+@app.command()
+@_errors
+def synth(
+    system: Annotated[str, typer.Option("--system", "-s")],
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="archive to write (.gz compresses)")],
+    seed: int = 0,
+    anomaly_ratio: float = 0.03,
+) -> None:
+    """Write a synthetic archive from a system's real templates (for scale benchmarks only)."""
+    from fusionlog.ingest.synth import synth as run
+
+    console.print_json(json.dumps(run(system, lines, out, seed=seed, anomaly_ratio=anomaly_ratio), default=str))
+
+
+@app.command()
+@_errors
+def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo")) -> None:
+    """Ingest the shipped samples (HDFS_20000 with block labels, BGL_2k, OpenStack_2k) and summarize."""
+    from fusionlog.ingest.stage import ingest as run
+
+    data = REPO / "data"
+    jobs = [
+        ("HDFS", [str(data / "HDFS/HDFS_20000.log.gz")], [str(data / "HDFS/hdfs_test_abnormal.gz")], None),
+        ("BGL", [str(data / "loghub_2k/BGL/BGL_2k.log.gz")], [], "line"),
+        ("OpenStack", [str(data / "loghub_2k/OpenStack/OpenStack_2k.log.gz")],
+         [str(data / "OpenStack/anomaly_labels.txt")], None),
+    ]
+    for system, inputs, labels, window in jobs:
+        print_ingest(run(system, inputs, out, labels=labels or None, window=window))
+    console.print(f"[bold green]done:[/] Parquet tables under {out.resolve()}")
+
+
+@bench.command("parse")
+@_errors
+def bench_parse(
+    systems: Annotated[str | None, typer.Option(help="comma-separated systems (default: all 16)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+) -> None:
+    """Grouping/parsing accuracy on the loghub 2k logs, ours vs plain Drain3."""
+    from fusionlog.bench.parse import run
+
+    run(systems.split(",") if systems else None, None, out)
+
+
+@bench.command("ingest")
+@_errors
+def bench_ingest(
+    lines: Annotated[str, typer.Option(help="comma-separated sizes in lines")] = "1000000,5000000",
+    system: str = "HDFS",
+    workdir: Annotated[Path, typer.Option(help="where synthetic archives go")] = Path("runs/bench"),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+    master: str = "local[*]",
+) -> None:
+    """Spark ingest vs single-process Drain3 on the same synthetic archive, lines/s and peak RSS."""
+    from fusionlog.bench.ingest import run
+
+    run([int(x) for x in lines.split(",")], system=system, workdir=workdir, out=out, master=master)
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,76 @@
+"""The Parquet data contracts between stages (written down here, evolved here).
+
+A run directory holds one folder per table, partitioned by system (``<table>/system=<name>/``):
+
+- ``lines``: one row per parsed line. ``file`` + ``line_no`` (1-based) lead back to the raw line.
+  ``sessions`` is a list because a line can belong to several sessions (an HDFS line may name
+  several blocks). ``params`` are the content tokens at the template's ``<*>`` positions (null when a
+  line-scope mask changed the token count). ``label`` is the line-level label (BGL/Thunderbird), 1 =
+  anomalous, 0 = normal, null = unknown. ``content`` is the message text after the header.
+- ``templates``: one row per template (Drain cluster); ``count`` = lines of this ingest.
+- ``windows``: one row per window: the template ids in order, where its lines are (first/last file
+  and line number), its time span, its label (1 if any member line or session is anomalous) and its
+  chronological split (train/val/test).
+- ``quarantine``: lines that could not be parsed, with the raw bytes and a reason.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+LINES = pa.schema(
+    [
+        ("file", pa.string()),
+        ("line_no", pa.int64()),
+        ("ts", pa.timestamp("us")),
+        ("level", pa.string()),
+        ("component", pa.string()),
+        ("node", pa.string()),
+        ("sessions", pa.list_(pa.string())),
+        ("template_id", pa.int64()),
+        ("params", pa.list_(pa.string())),
+        ("label", pa.int8()),
+        ("content", pa.string()),
+    ]
+)
+
+TEMPLATES = pa.schema(
+    [("template_id", pa.int64()), ("template", pa.string()), ("count", pa.int64())]
+)
+
+WINDOWS = pa.schema(
+    [
+        ("window_id", pa.string()),
+        ("session", pa.string()),
+        ("first_file", pa.string()),
+        ("first_line", pa.int64()),
+        ("last_file", pa.string()),
+        ("last_line", pa.int64()),
+        ("start_ts", pa.timestamp("us")),
+        ("end_ts", pa.timestamp("us")),
+        ("n_lines", pa.int64()),
+        ("template_ids", pa.list_(pa.int64())),
+        ("label", pa.int8()),
+        ("split", pa.string()),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [("file", pa.string()), ("line_no", pa.int64()), ("raw", pa.binary()), ("reason", pa.string())]
+)
+
+TABLES = {"lines": LINES, "templates": TEMPLATES, "windows": WINDOWS, "quarantine": QUARANTINE}
+
+
+def spark_ddl(schema: pa.Schema) -> str:
+    """The schema as a Spark DDL string."""
+    names = {
+        pa.string(): "string",
+        pa.int64(): "bigint",
+        pa.int8(): "tinyint",
+        pa.binary(): "binary",
+        pa.timestamp("us"): "timestamp_ntz",
+        pa.list_(pa.string()): "array<string>",
+        pa.list_(pa.int64()): "array<bigint>",
+    }
+    return ", ".join(f"{f.name} {names[f.type]}" for f in schema)

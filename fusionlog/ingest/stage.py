@@ -1,0 +1,264 @@
+"""The ingest stage: raw archives -> ``lines/``, ``templates/``, ``windows/``, ``quarantine/`` (Spark)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from fusionlog import contracts
+from fusionlog.config import IngestConfig, SessionListLabels, SystemConfig, load_ingest, load_system
+from fusionlog.ingest.labels import label_lines_by_session, read_session_list
+from fusionlog.ingest.parse import LineParser
+from fusionlog.ingest.read import STAGING, read_split
+from fusionlog.ingest.sources import Split, count_newlines, expand_inputs, plan_splits, with_line_bases
+from fusionlog.ingest.templates import PARAM, TemplateMiner
+from fusionlog.ingest.windows import assign_splits, build_windows
+from fusionlog.io import atomic_dir, atomic_write_text, clean_temp
+from fusionlog.spark import get_spark
+
+
+class ReconcileError(RuntimeError):
+    """read != parsed + quarantined for some file: a bug, never silently accepted."""
+
+
+@dataclass
+class IngestResult:
+    system: str
+    out: Path
+    files: list[dict] = field(default_factory=list)
+    lines: int = 0
+    quarantined: int = 0
+    templates: int = 0
+    new_templates: int = 0
+    windows: int = 0
+    anomalous_windows: int | None = None
+    lines_outside_windows: int = 0
+    labels: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        return d
+
+
+def partition_dir(out: Path, table: str, system: str) -> Path:
+    return out / table / f"system={system}"
+
+
+def state_path(out: Path, system: str) -> Path:
+    return out / "state" / f"templates_{system}.json"
+
+
+def _parse_all(spark: SparkSession, splits: list[Split], system: SystemConfig, cfg: IngestConfig) -> DataFrame:
+    sys_json = system.model_dump_json()
+    max_line, utf8, cache = cfg.max_line_bytes, cfg.on_invalid_utf8, cfg.mask_cache_size
+
+    def run(batches):  # noqa: ANN001, ANN202 - runs in the Spark Python worker
+        from fusionlog.config import SystemConfig as _S
+        from fusionlog.ingest.sources import Split as _Split
+
+        parser = LineParser(_S.model_validate_json(sys_json), cache)
+        for b in batches:
+            for row in b.to_pylist():
+                yield from read_split(_Split(**row), parser, max_line, utf8)
+
+    rows = [s.__dict__ for s in splits]
+    schema = "split_id long, path string, start long, end long, gz boolean, prior_newlines long"
+    df = spark.createDataFrame(rows, schema=schema).repartition(max(1, len(rows)), "split_id")
+    return df.mapInArrow(run, contracts.spark_ddl(STAGING))
+
+
+def _line_bases(spark: SparkSession, splits: list[Split]) -> list[Split]:
+    multi = [s for s in splits if s.start > 0 or any(t.path == s.path and t.start > 0 for t in splits)]
+    if not multi:
+        return splits
+    rdd = spark.sparkContext.parallelize([(s.split_id, s.path, s.start, s.end) for s in multi], len(multi))
+    counts = dict(rdd.map(lambda r: (r[0], count_newlines(r[1], r[2], r[3]))).collect())
+    return with_line_bases(splits, counts)
+
+
+def _mine(staged_lines: DataFrame, miner: TemplateMiner) -> tuple[pa.Table, dict[int, int]]:
+    """Drain over the distinct masked messages (in order of first occurrence); returns the mapping."""
+    distinct = (
+        staged_lines.groupBy("masked")
+        .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct("file", "line_no")).alias("first"))
+        .orderBy("first.file", "first.line_no")
+    )
+    msgs, counts = [], []
+    for row in distinct.select("masked", "n").toLocalIterator():
+        msgs.append(row["masked"])
+        counts.append(int(row["n"]))
+    ids = [miner.add(m, n) for m, n in zip(msgs, counts, strict=True)]
+    per_template: dict[int, int] = {}
+    for tid, n in zip(ids, counts, strict=True):
+        per_template[tid] = per_template.get(tid, 0) + n
+    tokens = {tid: (miner.template_of(tid) or "").split() for tid in per_template}
+    wild = {tid: [i for i, t in enumerate(toks) if PARAM in t] for tid, toks in tokens.items()}
+    mapping = pa.table(
+        {
+            "masked": pa.array(msgs, pa.string()),
+            "template_id": pa.array(ids, pa.int64()),
+            "ntok": pa.array([len(tokens[t]) for t in ids], pa.int32()),
+            "wild": pa.array([wild[t] for t in ids], pa.list_(pa.int32())),
+        }
+    )
+    return mapping, per_template
+
+
+def _write(df: DataFrame, dest: Path) -> None:
+    with atomic_dir(dest) as tmp:
+        df.write.mode("overwrite").parquet(str(tmp))
+
+
+def ingest(
+    system: str | SystemConfig,
+    inputs: list[str],
+    out: Path,
+    *,
+    labels: list[str] | None = None,
+    window: str | None = None,
+    state_in: Path | None = None,
+    cfg: IngestConfig | None = None,
+    spark: SparkSession | None = None,
+) -> IngestResult:
+    """Ingest raw archives of one system into the run directory ``out``.
+
+    ``labels``: label files for ``session_list`` systems (e.g. the HDFS anomalous block list).
+    ``state_in``: template state of an earlier ingest (keeps its template ids); defaults to this
+    run's own saved state when present.
+    """
+    syscfg = load_system(system) if isinstance(system, str) else system
+    cfg = cfg or load_ingest()
+    policy = syscfg.window(window)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    clean_temp(out)
+    res = IngestResult(syscfg.name, out)
+    t0 = time.perf_counter()
+    spark = spark or get_spark(cfg.spark)
+
+    files = expand_inputs(inputs)
+    splits = _line_bases(spark, plan_splits(files, cfg.spark.split_mb << 20))
+    work = out / f".tmp-work-{syscfg.name}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        _parse_all(spark, splits, syscfg, cfg).write.partitionBy("kind").parquet(str(work / "staged"))
+        res.seconds["parse"] = time.perf_counter() - t0
+        staged = spark.read.parquet(str(work / "staged"))
+        st_lines = staged.where("kind = 'line'")
+
+        # templates: Drain over distinct masked messages, state carried from earlier ingests
+        t1 = time.perf_counter()
+        state = state_in or state_path(out, syscfg.name)
+        miner = TemplateMiner.load(state, syscfg.drain) if state.exists() else TemplateMiner(syscfg.drain)
+        known = set(miner.templates())
+        mapping, per_template = _mine(st_lines, miner)
+        pq.write_table(mapping, work / "mapping.parquet")
+        all_templates = miner.templates()
+        res.templates = len(all_templates)
+        res.new_templates = len(set(all_templates) - known)
+        res.seconds["mine"] = time.perf_counter() - t1
+
+        # lines: join template ids back (a broadcast of the small mapping), params by token position
+        t2 = time.perf_counter()
+        mp = spark.read.parquet(str(work / "mapping.parquet"))
+        toks = F.split(F.trim(F.col("content")), r"\s+")
+        params = F.when(F.size(toks) == F.col("ntok"), F.transform("wild", lambda i: toks[i]))
+        lines = st_lines.join(F.broadcast(mp) if mapping.num_rows < 2_000_000 else mp, "masked").select(
+            "file", "line_no", "ts", "level", "component", "node", "sessions", "template_id",
+            params.alias("params"), F.col("label").cast("tinyint").alias("label"), "content",
+        )
+        _write(lines, partition_dir(out, "lines", syscfg.name))
+        res.seconds["lines"] = time.perf_counter() - t2
+
+        tpl = pa.table(
+            {
+                "template_id": pa.array(list(all_templates), pa.int64()),
+                "template": pa.array([t for t, _ in all_templates.values()], pa.string()),
+                "count": pa.array([per_template.get(i, 0) for i in all_templates], pa.int64()),
+            },
+            schema=contracts.TEMPLATES,
+        )
+        with atomic_dir(partition_dir(out, "templates", syscfg.name)) as tmp:
+            tmp.mkdir()
+            pq.write_table(tpl, tmp / "part-0.parquet")
+        miner.save(state_path(out, syscfg.name))
+
+        # windows and labels
+        t3 = time.perf_counter()
+        lines = spark.read.parquet(str(partition_dir(out, "lines", syscfg.name)))
+        ids = None
+        if isinstance(syscfg.labels, SessionListLabels):
+            if labels:
+                ids, res.labels = read_session_list(spark, labels, syscfg.labels)
+                if policy.kind != "session":
+                    lines = label_lines_by_session(lines, ids, syscfg.labels.unlisted)
+            else:
+                res.labels = {"note": "no label file given: windows are unlabeled"}
+        windows = build_windows(lines, policy)
+        if ids is not None and policy.kind == "session":
+            unl = F.lit(0) if syscfg.labels.unlisted == "normal" else F.lit(None)  # type: ignore[union-attr]
+            windows = (
+                windows.join(F.broadcast(ids), "session", "left")
+                .withColumn("label", F.greatest("label", F.coalesce("anomalous", unl)).cast("tinyint"))
+                .drop("anomalous")
+            )
+        windows = assign_splits(windows, cfg.splits).select(*contracts.WINDOWS.names)
+        _write(windows, partition_dir(out, "windows", syscfg.name))
+        res.seconds["windows"] = time.perf_counter() - t3
+
+        quarantine = staged.where("kind = 'quarantine'").select(*contracts.QUARANTINE.names)
+        _write(quarantine, partition_dir(out, "quarantine", syscfg.name))
+
+        _reconcile(spark, staged, out, syscfg.name, res, policy.kind)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    res.seconds["total"] = time.perf_counter() - t0
+    atomic_write_text(out / "stats" / f"ingest_{syscfg.name}.json", json.dumps(res.to_json(), indent=2))
+    return res
+
+
+def _reconcile(
+    spark: SparkSession, staged: DataFrame, out: Path, system: str, res: IngestResult, kind: str
+) -> None:
+    """Per file: read (the reader's own count) must equal parsed + quarantined (counted in outputs)."""
+    reader: dict[str, dict] = {}
+    for row in staged.where("kind = 'stats'").select("file", "stats").collect():
+        s = json.loads(row["stats"])
+        agg = reader.setdefault(row["file"], {"read": 0, "replaced_utf8": 0, "reasons": {}, "errors": []})
+        agg["read"] += s["read"]
+        agg["replaced_utf8"] += s["replaced_utf8"]
+        agg["errors"].extend(s["errors"])
+        for k, v in s["reasons"].items():
+            agg["reasons"][k] = agg["reasons"].get(k, 0) + v
+    lines = spark.read.parquet(str(partition_dir(out, "lines", system)))
+    quar = spark.read.parquet(str(partition_dir(out, "quarantine", system)))
+    parsed = {r["file"]: r["count"] for r in lines.groupBy("file").count().collect()}
+    quarantined = {r["file"]: r["count"] for r in quar.groupBy("file").count().collect()}
+    windows = spark.read.parquet(str(partition_dir(out, "windows", system)))
+    wstats = windows.agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("anom")).first()
+    res.windows = int(wstats["n"])
+    res.anomalous_windows = None if wstats["anom"] is None else int(wstats["anom"])
+    if kind == "session":
+        res.lines_outside_windows = lines.where(F.size("sessions") == 0).count()
+    elif kind == "time":
+        res.lines_outside_windows = lines.where(F.col("ts").isNull()).count()
+    bad = []
+    for path, agg in sorted(reader.items()):
+        p, q = parsed.get(path, 0), quarantined.get(path, 0)
+        res.files.append({"file": path, "read": agg["read"], "parsed": p, "quarantined": q, **agg})
+        res.lines += p
+        res.quarantined += q
+        if agg["read"] != p + q:
+            bad.append(f"{path}: read {agg['read']} != parsed {p} + quarantined {q}")
+    if bad:
+        raise ReconcileError("line counts do not reconcile:\n" + "\n".join(bad))

@@ -1,0 +1,29 @@
+"""Shared fixtures: the shipped data, one local Spark session for the whole test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+os.environ.setdefault("FUSIONLOG_CONF", str(REPO / "conf"))
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from fusionlog.config import SparkConfig
+    from fusionlog.spark import get_spark
+
+    s = get_spark(SparkConfig(master="local[2]", shuffle_partitions=4))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    return DATA

@@ -1,0 +1,137 @@
+"""The split reader on crafted bad input: every line is parsed or quarantined with a reason."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from fusionlog.config import load_system
+from fusionlog.ingest.parse import LineParser
+from fusionlog.ingest.read import read_split
+from fusionlog.ingest.sources import InputError, Split, count_newlines, expand_inputs, plan_splits, with_line_bases
+
+GOOD = b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-160 src: /10.0.0.1:1 dest: /10.0.0.2:2"
+
+
+@pytest.fixture(scope="module")
+def parser() -> LineParser:
+    return LineParser(load_system("HDFS"))
+
+
+def _read(path: Path, parser: LineParser, **kw) -> tuple[pa.Table, dict]:
+    gz = path.read_bytes()[:2] == b"\x1f\x8b"
+    t = pa.Table.from_batches(list(read_split(Split(0, str(path), 0, path.stat().st_size, gz), parser, **kw)))
+    stats = json.loads(t.filter(pa.compute.equal(t["kind"], "stats"))["stats"][0].as_py())
+    return t, stats
+
+
+def _kinds(t: pa.Table, kind: str) -> list[dict]:
+    return t.filter(pa.compute.equal(t["kind"], kind)).to_pylist()
+
+
+def test_crlf_bad_bytes_junk_and_empty_lines(tmp_path: Path, parser: LineParser) -> None:
+    raw = GOOD + b"\r\n" + b"not a log line\r\n" + GOOD.replace(b"Receiving", b"Rec\xff\xfeving") + b"\n\n" + GOOD
+    f = tmp_path / "a.log"
+    f.write_bytes(raw)
+    t, st = _read(f, parser)
+    lines, quar = _kinds(t, "line"), _kinds(t, "quarantine")
+    assert st["read"] == 5 == st["parsed"] + st["quarantined"]
+    assert [r["line_no"] for r in lines] == [1, 3, 5]
+    assert not lines[0]["content"].endswith("\r")
+    assert "\ufffd" in lines[1]["content"] and st["replaced_utf8"] == 1
+    assert {(q["line_no"], q["reason"]) for q in quar} == {(2, "no_header_match"), (4, "empty_line")}
+    assert quar[0]["raw"] == b"not a log line"
+
+
+def test_invalid_utf8_can_be_quarantined(tmp_path: Path, parser: LineParser) -> None:
+    f = tmp_path / "b.log"
+    f.write_bytes(GOOD + b"\n" + b"\xc3\x28 broken" + b"\n")
+    t, st = _read(f, parser, on_invalid_utf8="quarantine")
+    assert [(q["line_no"], q["reason"], q["raw"]) for q in _kinds(t, "quarantine")] == [
+        (2, "invalid_utf8", b"\xc3\x28 broken")
+    ]
+    assert st["parsed"] == 1
+
+
+def test_empty_file(tmp_path: Path, parser: LineParser) -> None:
+    f = tmp_path / "empty.log"
+    f.write_bytes(b"")
+    t, st = _read(f, parser)
+    assert st["read"] == 0 and not _kinds(t, "line") and not _kinds(t, "quarantine")
+
+
+def test_truncated_gzip_keeps_lines_and_quarantines_partial_line(tmp_path: Path, parser: LineParser) -> None:
+    body = b"\n".join([GOOD] * 3000) + b"\n"
+    full = gzip.compress(body)
+    f = tmp_path / "t.log.gz"
+    f.write_bytes(full[: len(full) // 2])
+    t, st = _read(f, parser)
+    assert st["errors"] and "truncated" in st["errors"][0]
+    quar = _kinds(t, "quarantine")
+    assert len(quar) == 1 and quar[0]["reason"] == "truncated_gzip"
+    assert GOOD.startswith(quar[0]["raw"])  # the partial last line, as bytes
+    n = len(_kinds(t, "line"))
+    assert 0 < n < 3000 and st["read"] == n + 1
+    assert quar[0]["line_no"] == n + 1
+
+
+def test_corrupt_and_multimember_gzip(tmp_path: Path, parser: LineParser) -> None:
+    f = tmp_path / "m.log.gz"
+    f.write_bytes(gzip.compress(GOOD + b"\n") + gzip.compress(GOOD + b"\n" + GOOD))
+    t, st = _read(f, parser)
+    assert st["parsed"] == 3 and not st["errors"]
+    bad = tmp_path / "c.log.gz"
+    good = gzip.compress((GOOD + b"\n") * 50)
+    bad.write_bytes(good[:20] + bytes(b ^ 0x5A for b in good[20:]))
+    t, st = _read(bad, parser)
+    assert st["errors"] and "corrupt gzip" in st["errors"][0]
+    assert st["read"] == st["parsed"] + st["quarantined"]
+
+
+def test_over_long_line(tmp_path: Path, parser: LineParser) -> None:
+    f = tmp_path / "long.log"
+    f.write_bytes(GOOD + b"\n" + GOOD + b"x" * 5000 + b"\n" + GOOD + b"\n")
+    t, st = _read(f, parser, max_line_bytes=1000)
+    assert [(q["line_no"], q["reason"]) for q in _kinds(t, "quarantine")] == [(2, "line_too_long")]
+    assert [r["line_no"] for r in _kinds(t, "line")] == [1, 3]
+    g = tmp_path / "long.log.gz"
+    g.write_bytes(gzip.compress(f.read_bytes()))
+    t, st = _read(g, parser, max_line_bytes=1000)
+    assert [(q["line_no"], q["reason"]) for q in _kinds(t, "quarantine")] == [(2, "line_too_long")]
+    assert [r["line_no"] for r in _kinds(t, "line")] == [1, 3]
+
+
+@pytest.mark.parametrize("split_bytes", [97, 1000, 4096])
+def test_splits_cover_every_line_once_with_true_line_numbers(
+    tmp_path: Path, parser: LineParser, split_bytes: int, data: Path
+) -> None:
+    text = gzip.decompress((data / "HDFS/HDFS_20000.log.gz").read_bytes()).splitlines(keepends=True)[:300]
+    f = tmp_path / "s.log"
+    f.write_bytes(b"".join(text))
+    files = expand_inputs([str(f)])
+    splits = plan_splits(files, split_bytes)
+    assert len(splits) > 1
+    counts = {s.split_id: count_newlines(s.path, s.start, s.end) for s in splits}
+    got = []
+    for s in with_line_bases(splits, counts):
+        t = pa.Table.from_batches(list(read_split(s, parser)))
+        got += [(r["line_no"], r["content"]) for r in _kinds(t, "line")]
+    want = [(i + 1, parser.parse(ln.decode().rstrip("\n")).content) for i, ln in enumerate(text)]
+    assert got == want
+
+
+def test_expand_inputs(tmp_path: Path) -> None:
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ["d/a.log", "d/sub/b.log.gz", "d/.hidden", "d/_SUCCESS"]:
+        (tmp_path / name).write_bytes(b"x")
+    names = [Path(f.path).name for f in expand_inputs([str(tmp_path / "d")])]
+    assert names == ["a.log", "b.log.gz"]
+    assert [Path(f.path).name for f in expand_inputs([str(tmp_path / "d/**/*.gz")])] == ["b.log.gz"]
+    with pytest.raises(InputError, match="input not found"):
+        expand_inputs([str(tmp_path / "nope.log")])
+    with pytest.raises(InputError, match="no file matches"):
+        expand_inputs([str(tmp_path / "d/*.zip")])
