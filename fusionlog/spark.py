@@ -61,3 +61,10 @@ def get_spark(cfg: SparkConfig | None = None, app: str = "fusionlog"):  # noqa: 
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+if __name__ == "__main__":  # `python -m fusionlog.spark`: the set-up's Java check
+    try:
+        print("java:", check_java())
+    except JavaError as exc:
+        sys.exit(f"error: {exc}")

@@ -9,28 +9,48 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from fusionlog import contracts
 from fusionlog.config import load_system
-from fusionlog.ingest.parse import LineParser
-from fusionlog.ingest.read import read_split
+from fusionlog.ingest.parse import BatchParser
+from fusionlog.ingest.read import parse_split, scan_split
+from fusionlog.ingest.templates import PARAM, TemplateMiner
 from fusionlog.ingest.sources import InputError, Split, count_newlines, expand_inputs, plan_splits, with_line_bases
 
 GOOD = b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-160 src: /10.0.0.1:1 dest: /10.0.0.2:2"
 
 
 @pytest.fixture(scope="module")
-def parser() -> LineParser:
-    return LineParser(load_system("HDFS"))
+def parser() -> BatchParser:
+    return BatchParser(load_system("HDFS"))
 
 
-def _read(path: Path, parser: LineParser, **kw) -> tuple[pa.Table, dict]:
+def _two_passes(split: Split, parser: BatchParser, **kw) -> tuple[pa.Table, pa.Table]:
+    """Pass 1 (scan), Drain over its distinct messages, pass 2 (lines): as the Spark stage does."""
+    scan = pa.Table.from_batches(list(scan_split(split, parser, **kw)))
+    distinct = scan.filter(pa.compute.equal(scan["kind"], "distinct")).to_pylist()
+    miner = TemplateMiner(load_system("HDFS").drain)
+    ids = {d["masked"]: miner.add(d["masked"], d["n"]) for d in sorted(distinct, key=lambda d: d["line_no"])}
+    shape = {}
+    for m, t in ids.items():
+        toks = miner.template_of(t).split()
+        shape[m] = (t, tuple(i for i, x in enumerate(toks) if PARAM in x), len(toks))
+    lines = pa.Table.from_batches(list(parse_split(split, parser, shape, **kw)), schema=contracts.LINES)
+    return scan, lines
+
+
+def _read(path: Path, parser: BatchParser, **kw) -> tuple[pa.Table, dict]:
     gz = path.read_bytes()[:2] == b"\x1f\x8b"
-    t = pa.Table.from_batches(list(read_split(Split(0, str(path), 0, path.stat().st_size, gz), parser, **kw)))
-    stats = json.loads(t.filter(pa.compute.equal(t["kind"], "stats"))["stats"][0].as_py())
-    return t, stats
+    scan, lines = _two_passes(Split(0, str(path), 0, path.stat().st_size, gz), parser, **kw)
+    stats = json.loads(scan.filter(pa.compute.equal(scan["kind"], "stats"))["stats"][0].as_py())
+    assert stats["parsed"] == lines.num_rows  # both passes agree
+    return (scan, lines), stats
 
 
-def _kinds(t: pa.Table, kind: str) -> list[dict]:
-    return t.filter(pa.compute.equal(t["kind"], kind)).to_pylist()
+def _kinds(t: tuple[pa.Table, pa.Table], kind: str) -> list[dict]:
+    scan, lines = t
+    if kind == "line":
+        return lines.to_pylist()
+    return scan.filter(pa.compute.equal(scan["kind"], kind)).to_pylist()
 
 
 def test_crlf_bad_bytes_junk_and_empty_lines(tmp_path: Path, parser: LineParser) -> None:
@@ -118,9 +138,8 @@ def test_splits_cover_every_line_once_with_true_line_numbers(
     counts = {s.split_id: count_newlines(s.path, s.start, s.end) for s in splits}
     got = []
     for s in with_line_bases(splits, counts):
-        t = pa.Table.from_batches(list(read_split(s, parser)))
-        got += [(r["line_no"], r["content"]) for r in _kinds(t, "line")]
-    want = [(i + 1, parser.parse(ln.decode().rstrip("\n")).content) for i, ln in enumerate(text)]
+        got += [(r["line_no"], r["content"]) for r in _two_passes(s, parser)[1].to_pylist()]
+    want = [(i + 1, parser.line.parse(ln.decode().rstrip("\n")).content) for i, ln in enumerate(text)]
     assert got == want
 
 

@@ -26,12 +26,10 @@ def read_session_list(spark: SparkSession, paths: list[str], cfg: SessionListLab
             "anomalous"
         ),
     )
-    ids = ids.groupBy("session").agg(F.max("anomalous").alias("anomalous"))
-    counts = rows.agg(
-        F.sum(is_id.cast("int")).alias("ids"), F.sum((~is_id).cast("int")).alias("ignored")
-    ).first()
-    anomalous = ids.where("anomalous = 1").count()
-    return ids, {"ids": int(counts["ids"] or 0), "anomalous": anomalous, "ignored_lines": int(counts["ignored"] or 0)}
+    ids = ids.groupBy("session").agg(F.max("anomalous").alias("anomalous")).cache()
+    c = ids.agg(F.count(F.lit(1)).alias("ids"), F.sum("anomalous").alias("anom")).first()
+    ignored = rows.where(~is_id).count()
+    return ids, {"ids": int(c["ids"]), "anomalous": int(c["anom"] or 0), "ignored_lines": ignored}
 
 
 def label_lines_by_session(lines: DataFrame, ids: DataFrame, unlisted: str) -> DataFrame:

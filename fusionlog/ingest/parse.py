@@ -62,13 +62,17 @@ class LineParser:
 
     @staticmethod
     def _keys(rules: list[tuple[re.Pattern[str], bool, str | None]], text: str) -> list[str]:
+        """Keys of the first rule that matches: group 1 (or the whole match), unique, in order."""
         for rx, take_all, fmt in rules:
-            matches = list(rx.finditer(text)) if take_all else [m for m in [rx.search(text)] if m]
-            if matches:
-                keys = [m.group(1) if m.groups() else m.group(0) for m in matches]
+            if take_all and rx.groups <= 1:
+                keys = rx.findall(text)
+            else:
+                ms = list(rx.finditer(text)) if take_all else [m for m in [rx.search(text)] if m]
+                keys = [m.group(1) if rx.groups else m.group(0) for m in ms]
+            if keys:
                 if fmt:
                     keys = [fmt.format(k) for k in keys]
-                return list(dict.fromkeys(keys))
+                return keys if len(keys) == 1 else list(dict.fromkeys(keys))
         return []
 
     def path_sessions_of(self, path: str) -> list[str]:
@@ -98,3 +102,98 @@ class LineParser:
             sessions,
             label,
         )
+
+
+class BatchParser:
+    """Vectorized :class:`LineParser` over an Arrow array of lines (the hot path of the ingest).
+
+    Header split, timestamps, labels and level/component/node run as Arrow kernels (RE2); masking
+    and session keys run per line in Python (the masker caches per distinct token). Formats RE2
+    cannot compile, and timestamps Arrow cannot parse, fall back to the per-line parser.
+    """
+
+    def __init__(self, system: SystemConfig, mask_cache_size: int = 200_000) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.line = LineParser(system, mask_cache_size)
+        self.pattern: str | None = self.line.rx.pattern
+        try:
+            pc.extract_regex(pa.array(["x"]), self.pattern)
+        except pa.ArrowInvalid:
+            self.pattern = None  # not RE2-compatible: per-line Python regex
+        fmt = self.line.ts_format
+        self.vector_ts = bool(fmt) and fmt != "epoch" and "%f" not in fmt  # type: ignore[operator]
+
+    def parse(self, lines, path_sessions: list[str], masked_only: bool = False):  # noqa: ANN001, ANN201
+        """Parse a ``pa.StringArray``; returns (matched: BooleanArray, columns of the matched rows).
+
+        ``masked_only``: only ``content`` and ``masked`` (a Python list), for the template scan.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        lp = self.line
+        if self.pattern is None:
+            return self._parse_python(lines, path_sessions)
+        st = pc.extract_regex(lines, self.pattern)
+        matched = st.is_valid()
+        st = st.filter(matched)
+        n = len(st)
+        content = st.field("Content")
+        if masked_only:
+            mask = lp.masker.mask
+            texts = content.to_pylist()
+            return matched, {"content": texts, "masked": [mask(t) for t in texts]}
+        cols: dict[str, object] = {}
+        for key, name in (("level", lp.level), ("component", lp.component), ("node", lp.node)):
+            cols[key] = st.field(name) if name else pa.nulls(n, pa.string())
+        if lp.ts_format:
+            parts = [st.field(f) for f in lp.ts_fields]
+            joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
+            ts = None
+            if self.vector_ts:
+                ts = pc.strptime(joined, format=lp.ts_format, unit="us", error_is_null=True)
+            if ts is None or ts.null_count == n and n:
+                ts = pa.array([lp.timestamp(x) for x in joined.to_pylist()], pa.timestamp("us"))
+            cols["ts"] = ts
+        else:
+            cols["ts"] = pa.nulls(n, pa.timestamp("us"))
+        if lp.label_field:
+            normal = pc.is_in(st.field(lp.label_field), value_set=pa.array(sorted(lp.normal_values)))
+            cols["label"] = pc.if_else(normal, 0, 1).cast(pa.int8())
+        else:
+            cols["label"] = pa.nulls(n, pa.int8())
+        texts = content.to_pylist()
+        mask = lp.masker.mask
+        cols["content"] = content
+        cols["texts"] = texts
+        cols["masked"] = [mask(t) for t in texts]
+        if lp.content_sessions:
+            keys = lp._keys
+            rules = lp.content_sessions
+            cols["sessions"] = pa.array(
+                [keys(rules, t) or path_sessions for t in texts], pa.list_(pa.string())
+            )
+        else:
+            cols["sessions"] = pa.array([path_sessions] * n, pa.list_(pa.string()))
+        return matched, cols
+
+    def _parse_python(self, lines, path_sessions: list[str]):  # noqa: ANN001, ANN202
+        import pyarrow as pa
+
+        parsed = [self.line.parse(t, path_sessions) if t is not None else None for t in lines.to_pylist()]
+        matched = pa.array([p is not None for p in parsed])
+        good = [p for p in parsed if p is not None]
+        cols = {
+            "ts": pa.array([p.ts for p in good], pa.timestamp("us")),
+            "level": pa.array([p.level for p in good], pa.string()),
+            "component": pa.array([p.component for p in good], pa.string()),
+            "node": pa.array([p.node for p in good], pa.string()),
+            "content": pa.array([p.content for p in good], pa.string()),
+            "texts": [p.content for p in good],
+            "masked": [p.masked for p in good],
+            "sessions": pa.array([p.sessions for p in good], pa.list_(pa.string())),
+            "label": pa.array([p.label for p in good], pa.int8()),
+        }
+        return matched, cols

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -16,8 +17,8 @@ from pyspark.sql import functions as F
 from fusionlog import contracts
 from fusionlog.config import IngestConfig, SessionListLabels, SystemConfig, load_ingest, load_system
 from fusionlog.ingest.labels import label_lines_by_session, read_session_list
-from fusionlog.ingest.parse import LineParser
-from fusionlog.ingest.read import STAGING, read_split
+from fusionlog.ingest.parse import BatchParser
+from fusionlog.ingest.read import SCAN, Templates, parse_split, scan_split
 from fusionlog.ingest.sources import Split, count_newlines, expand_inputs, plan_splits, with_line_bases
 from fusionlog.ingest.templates import PARAM, TemplateMiner
 from fusionlog.ingest.windows import assign_splits, build_windows
@@ -58,23 +59,30 @@ def state_path(out: Path, system: str) -> Path:
     return out / "state" / f"templates_{system}.json"
 
 
-def _parse_all(spark: SparkSession, splits: list[Split], system: SystemConfig, cfg: IngestConfig) -> DataFrame:
-    sys_json = system.model_dump_json()
-    max_line, utf8, cache = cfg.max_line_bytes, cfg.on_invalid_utf8, cfg.mask_cache_size
-
-    def run(batches):  # noqa: ANN001, ANN202 - runs in the Spark Python worker
-        from fusionlog.config import SystemConfig as _S
-        from fusionlog.ingest.sources import Split as _Split
-
-        parser = LineParser(_S.model_validate_json(sys_json), cache)
-        for b in batches:
-            for row in b.to_pylist():
-                yield from read_split(_Split(**row), parser, max_line, utf8)
-
+def _map_splits(spark: SparkSession, splits: list[Split], fn, ddl: str) -> DataFrame:  # noqa: ANN001
+    """Run ``fn(split) -> Iterator[RecordBatch]`` on every split, one split per Spark task."""
     rows = [s.__dict__ for s in splits]
     schema = "split_id long, path string, start long, end long, gz boolean, prior_newlines long"
     df = spark.createDataFrame(rows, schema=schema).repartition(max(1, len(rows)), "split_id")
-    return df.mapInArrow(run, contracts.spark_ddl(STAGING))
+
+    def run(batches):  # noqa: ANN001, ANN202 - runs in the Spark Python worker
+        for b in batches:
+            for row in b.to_pylist():
+                yield from fn(Split(**row))
+
+    return df.mapInArrow(run, ddl)
+
+
+def _parser_factory(system: SystemConfig, cfg: IngestConfig):  # noqa: ANN202
+    sys_json, cache = system.model_dump_json(), cfg.mask_cache_size
+    holder: dict[str, BatchParser] = {}
+
+    def parser() -> BatchParser:  # built once per task, not per split or line
+        if "p" not in holder:
+            holder["p"] = BatchParser(SystemConfig.model_validate_json(sys_json), cache)
+        return holder["p"]
+
+    return parser
 
 
 def _line_bases(spark: SparkSession, splits: list[Split]) -> list[Split]:
@@ -86,11 +94,12 @@ def _line_bases(spark: SparkSession, splits: list[Split]) -> list[Split]:
     return with_line_bases(splits, counts)
 
 
-def _mine(staged_lines: DataFrame, miner: TemplateMiner) -> tuple[pa.Table, dict[int, int]]:
+def _mine(scan: DataFrame, miner: TemplateMiner) -> tuple[Templates, dict[int, int]]:
     """Drain over the distinct masked messages (in order of first occurrence); returns the mapping."""
     distinct = (
-        staged_lines.groupBy("masked")
-        .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct("file", "line_no")).alias("first"))
+        scan.where("kind = 'distinct'")
+        .groupBy("masked")
+        .agg(F.sum("n").alias("n"), F.min(F.struct("file", "line_no")).alias("first"))
         .orderBy("first.file", "first.line_no")
     )
     msgs, counts = [], []
@@ -101,17 +110,19 @@ def _mine(staged_lines: DataFrame, miner: TemplateMiner) -> tuple[pa.Table, dict
     per_template: dict[int, int] = {}
     for tid, n in zip(ids, counts, strict=True):
         per_template[tid] = per_template.get(tid, 0) + n
-    tokens = {tid: (miner.template_of(tid) or "").split() for tid in per_template}
-    wild = {tid: [i for i, t in enumerate(toks) if PARAM in t] for tid, toks in tokens.items()}
-    mapping = pa.table(
-        {
-            "masked": pa.array(msgs, pa.string()),
-            "template_id": pa.array(ids, pa.int64()),
-            "ntok": pa.array([len(tokens[t]) for t in ids], pa.int32()),
-            "wild": pa.array([wild[t] for t in ids], pa.list_(pa.int32())),
-        }
-    )
-    return mapping, per_template
+    shape = {}
+    for tid in per_template:
+        toks = (miner.template_of(tid) or "").split()
+        shape[tid] = (tuple(i for i, t in enumerate(toks) if PARAM in t), len(toks))
+    return {m: (t, *shape[t]) for m, t in zip(msgs, ids, strict=True)}, per_template
+
+
+def _scan_one(split: Split, parser, max_line: int, utf8: str):  # noqa: ANN001, ANN202
+    return scan_split(split, parser(), max_line, utf8)
+
+
+def _parse_one(split: Split, parser, templates, max_line: int, utf8: str):  # noqa: ANN001, ANN202
+    return parse_split(split, parser(), templates.value, max_line, utf8)
 
 
 def _write(df: DataFrame, dest: Path) -> None:
@@ -147,37 +158,39 @@ def ingest(
     spark = spark or get_spark(cfg.spark)
 
     files = expand_inputs(inputs)
-    splits = _line_bases(spark, plan_splits(files, cfg.spark.split_mb << 20))
+    # enough splits to keep every core busy (2 per core), none larger than split_mb
+    plain = sum(f.size for f in files if not f.gz)
+    per_split = max(8 << 20, plain // max(1, 2 * spark.sparkContext.defaultParallelism))
+    splits = _line_bases(spark, plan_splits(files, min(cfg.spark.split_mb << 20, per_split)))
     work = out / f".tmp-work-{syscfg.name}"
     shutil.rmtree(work, ignore_errors=True)
+    parser = _parser_factory(syscfg, cfg)
+    max_line, utf8 = cfg.max_line_bytes, cfg.on_invalid_utf8
     try:
-        _parse_all(spark, splits, syscfg, cfg).write.partitionBy("kind").parquet(str(work / "staged"))
-        res.seconds["parse"] = time.perf_counter() - t0
-        staged = spark.read.parquet(str(work / "staged"))
-        st_lines = staged.where("kind = 'line'")
+        # pass 1: distinct masked messages, quarantine and reader counts (small)
+        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8)
+        _map_splits(spark, splits, scan_fn, contracts.spark_ddl(SCAN)).write.parquet(str(work / "scan"))
+        scan = spark.read.parquet(str(work / "scan"))
+        res.seconds["scan"] = time.perf_counter() - t0
 
         # templates: Drain over distinct masked messages, state carried from earlier ingests
         t1 = time.perf_counter()
         state = state_in or state_path(out, syscfg.name)
         miner = TemplateMiner.load(state, syscfg.drain) if state.exists() else TemplateMiner(syscfg.drain)
         known = set(miner.templates())
-        mapping, per_template = _mine(st_lines, miner)
-        pq.write_table(mapping, work / "mapping.parquet")
+        mapping, per_template = _mine(scan, miner)
         all_templates = miner.templates()
         res.templates = len(all_templates)
         res.new_templates = len(set(all_templates) - known)
         res.seconds["mine"] = time.perf_counter() - t1
 
-        # lines: join template ids back (a broadcast of the small mapping), params by token position
+        # pass 2: lines with template ids and params (the mapping is broadcast to the workers)
         t2 = time.perf_counter()
-        mp = spark.read.parquet(str(work / "mapping.parquet"))
-        toks = F.split(F.trim(F.col("content")), r"\s+")
-        params = F.when(F.size(toks) == F.col("ntok"), F.transform("wild", lambda i: toks[i]))
-        lines = st_lines.join(F.broadcast(mp) if mapping.num_rows < 2_000_000 else mp, "masked").select(
-            "file", "line_no", "ts", "level", "component", "node", "sessions", "template_id",
-            params.alias("params"), F.col("label").cast("tinyint").alias("label"), "content",
-        )
+        bc = spark.sparkContext.broadcast(mapping)
+        parse_fn = functools.partial(_parse_one, parser=parser, templates=bc, max_line=max_line, utf8=utf8)
+        lines = _map_splits(spark, splits, parse_fn, contracts.spark_ddl(contracts.LINES))
         _write(lines, partition_dir(out, "lines", syscfg.name))
+        bc.unpersist()
         res.seconds["lines"] = time.perf_counter() - t2
 
         tpl = pa.table(
@@ -212,14 +225,17 @@ def ingest(
                 .withColumn("label", F.greatest("label", F.coalesce("anomalous", unl)).cast("tinyint"))
                 .drop("anomalous")
             )
+        # materialize once: the split quantiles and the write both read it
+        windows.write.parquet(str(work / "windows"))
+        windows = spark.read.parquet(str(work / "windows"))
         windows = assign_splits(windows, cfg.splits).select(*contracts.WINDOWS.names)
         _write(windows, partition_dir(out, "windows", syscfg.name))
         res.seconds["windows"] = time.perf_counter() - t3
 
-        quarantine = staged.where("kind = 'quarantine'").select(*contracts.QUARANTINE.names)
+        quarantine = scan.where("kind = 'quarantine'").select(*contracts.QUARANTINE.names)
         _write(quarantine, partition_dir(out, "quarantine", syscfg.name))
 
-        _reconcile(spark, staged, out, syscfg.name, res, policy.kind)
+        _reconcile(spark, scan, out, syscfg.name, res, policy.kind)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res.seconds["total"] = time.perf_counter() - t0
@@ -228,11 +244,11 @@ def ingest(
 
 
 def _reconcile(
-    spark: SparkSession, staged: DataFrame, out: Path, system: str, res: IngestResult, kind: str
+    spark: SparkSession, scan: DataFrame, out: Path, system: str, res: IngestResult, kind: str
 ) -> None:
     """Per file: read (the reader's own count) must equal parsed + quarantined (counted in outputs)."""
     reader: dict[str, dict] = {}
-    for row in staged.where("kind = 'stats'").select("file", "stats").collect():
+    for row in scan.where("kind = 'stats'").select("file", "stats").collect():
         s = json.loads(row["stats"])
         agg = reader.setdefault(row["file"], {"read": 0, "replaced_utf8": 0, "reasons": {}, "errors": []})
         agg["read"] += s["read"]
@@ -242,16 +258,19 @@ def _reconcile(
             agg["reasons"][k] = agg["reasons"].get(k, 0) + v
     lines = spark.read.parquet(str(partition_dir(out, "lines", system)))
     quar = spark.read.parquet(str(partition_dir(out, "quarantine", system)))
-    parsed = {r["file"]: r["count"] for r in lines.groupBy("file").count().collect()}
+    per_file = lines.groupBy("file").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum((F.size("sessions") == 0).cast("int")).alias("no_session"),
+        F.sum(F.col("ts").isNull().cast("int")).alias("no_ts"),
+    ).collect()
+    parsed = {r["file"]: r["n"] for r in per_file}
     quarantined = {r["file"]: r["count"] for r in quar.groupBy("file").count().collect()}
     windows = spark.read.parquet(str(partition_dir(out, "windows", system)))
     wstats = windows.agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("anom")).first()
     res.windows = int(wstats["n"])
     res.anomalous_windows = None if wstats["anom"] is None else int(wstats["anom"])
-    if kind == "session":
-        res.lines_outside_windows = lines.where(F.size("sessions") == 0).count()
-    elif kind == "time":
-        res.lines_outside_windows = lines.where(F.col("ts").isNull()).count()
+    outside = {"session": "no_session", "time": "no_ts"}.get(kind)
+    res.lines_outside_windows = sum(r[outside] for r in per_file) if outside else 0
     bad = []
     for path, agg in sorted(reader.items()):
         p, q = parsed.get(path, 0), quarantined.get(path, 0)

@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv if missing and install the package (torch pinned to the CPU build 2.13.0).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint java install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+java: $(STAMP)
+	@$(PY) -m fusionlog.spark
+
+demo: java
+	$(VENV)/bin/fusionlog demo --out runs/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fusionlog tests jobs
+
+test: java lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,35 @@
+"""The CLI turns bad config and bad input into one clear message and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fusionlog.cli import app
+
+runner = CliRunner()
+
+
+def test_unknown_system_and_missing_input(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["ingest", "--system", "Nope", "--out", str(tmp_path), "x.log"])
+    assert r.exit_code == 2 and "unknown system 'Nope'" in r.output
+    r = runner.invoke(app, ["ingest", "--system", "HDFS", "--out", str(tmp_path), str(tmp_path / "missing.log")])
+    assert r.exit_code == 2 and "input not found" in r.output
+
+
+def test_bad_conf_dir_is_named(tmp_path: Path) -> None:
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "systems" / "HDFS.yaml").write_text("name: HDFS\nlog_format: '<Content>'\ndrain: {depth: x}\n")
+    r = runner.invoke(app, ["ingest", "--system", "HDFS", "--conf", str(tmp_path), "--out", str(tmp_path), "a"])
+    assert r.exit_code == 2 and "HDFS.yaml" in r.output and "drain.depth" in r.output
+
+
+def test_ingest_sequences_command(data: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["ingest-sequences", "--system", "OS_seq", "--templates",
+                            str(data / "OpenStack/OpenStack_templates.csv"),
+                            "--seq", f"{data}/OpenStack/openstack_test_normal.gz:normal",
+                            "--seq", f"{data}/OpenStack/openstack_test_abnormal.gz:anomalous",
+                            "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "2050 windows (198 anomalous)" in r.output

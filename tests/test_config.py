@@ -1,0 +1,60 @@
+"""Config loading: every system file validates; errors name the file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusionlog.config import ConfigError, known_systems, load_ingest, load_system
+
+SIXTEEN = {"Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "HealthApp", "Linux", "Mac", "OpenSSH",
+           "OpenStack", "Proxifier", "Spark", "Thunderbird", "Windows", "Zookeeper"}
+
+
+def test_all_sixteen_systems_load() -> None:
+    assert SIXTEEN <= set(known_systems())
+    for name in SIXTEEN:
+        cfg = load_system(name)
+        assert cfg.name == name
+        cfg.window()  # the default window exists
+    assert load_system("HDFS").window().kind == "session"
+    assert load_system("BGL").window().kind == "fixed" and load_system("BGL").window("line").kind == "line"
+    assert load_system("OpenStack").window().kind == "session"
+    assert load_ingest().spark.master == "local[*]"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "X.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    p = _write(tmp_path, "name: X\nlog_format: '<Content>'\nmasks: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"X\.yaml: line \d+, column \d+: malformed YAML"):
+        load_system(str(p))
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("name: X\nlog_format: '<Content>'\ndrain: {depht: 3}\n", "drain.depht"),
+        ("name: X\nlog_format: '<Content>'\nmasks: [{name: a, pattern: '(['}]\n", "masks.0.pattern"),
+        ("name: X\nlog_format: '<Date> <Msg>'\n", "(top level)"),
+        ("name: X\nlog_format: '<Content>'\ndrain: {sim_th: 2}\n", "drain.sim_th"),
+        ("name: X\nlog_format: '<Content>'\nwindows: {w: {kind: fixed, size: 3}}\n", "windows.w"),
+        ("name: X\nlog_format: '<Content>'\nfields: {level: Lvl}\n", "(top level)"),
+    ],
+)
+def test_bad_keys_are_named(tmp_path: Path, body: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_system(str(_write(tmp_path, body)))
+    assert "X.yaml" in str(err.value) and f"key '{key}'" in str(err.value)
+
+
+def test_unknown_system_and_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown system 'Nope'.*known: .*HDFS"):
+        load_system("Nope")
+    with pytest.raises(ConfigError, match="empty file"):
+        load_system(str(_write(tmp_path, "")))
