@@ -63,6 +63,8 @@ def print_ingest(res) -> None:  # noqa: ANN001
     )
     if res.labels:
         console.print(f"labels: {res.labels}")
+    for note in res.notes:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 @app.command()

@@ -51,3 +51,20 @@ def test_foreign_or_broken_state_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text('{"py/reduce": [')
     with pytest.raises(ValueError, match="cannot read template state"):
         TemplateMiner.load(tmp_path / "junk.json", DrainConfig())
+
+
+def test_run_state_is_dropped_when_drain_settings_change(tmp_path: Path) -> None:
+    from fusionlog.config import load_system
+    from fusionlog.ingest.stage import IngestResult, _load_miner
+
+    hdfs = load_system("HDFS")
+    other = TemplateMiner(DrainConfig(sim_th=0.99))
+    other.add("a b c")
+    other.save(tmp_path / "own.json")
+    res = IngestResult("HDFS", tmp_path)
+    miner = _load_miner(None, tmp_path / "own.json", hdfs, res)
+    assert miner.templates() == {} and "not reused" in res.notes[0]
+    with pytest.raises(ValueError, match="different Drain settings"):
+        _load_miner(tmp_path / "own.json", tmp_path / "x.json", hdfs, res)
+    with pytest.raises(FileNotFoundError, match="template state not found"):
+        _load_miner(tmp_path / "missing.json", tmp_path / "x.json", hdfs, res)

@@ -44,6 +44,7 @@ class IngestResult:
     lines_outside_windows: int = 0
     labels: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -125,6 +126,21 @@ def _parse_one(split: Split, parser, templates, max_line: int, utf8: str):  # no
     return parse_split(split, parser(), templates.value, max_line, utf8)
 
 
+def _load_miner(state_in: Path | None, own: Path, system: SystemConfig, res: IngestResult) -> TemplateMiner:
+    """The template miner to continue from: an explicit state must match; this run's own state is
+    dropped (with a note) when the system's Drain settings changed since it was written."""
+    if state_in is not None:
+        if not state_in.exists():
+            raise FileNotFoundError(f"template state not found: {state_in}")
+        return TemplateMiner.load(state_in, system.drain)
+    if own.exists():
+        try:
+            return TemplateMiner.load(own, system.drain)
+        except ValueError as exc:
+            res.notes.append(f"template state not reused: {exc}")
+    return TemplateMiner(system.drain)
+
+
 def _write(df: DataFrame, dest: Path) -> None:
     with atomic_dir(dest) as tmp:
         df.write.mode("overwrite").parquet(str(tmp))
@@ -175,8 +191,7 @@ def ingest(
 
         # templates: Drain over distinct masked messages, state carried from earlier ingests
         t1 = time.perf_counter()
-        state = state_in or state_path(out, syscfg.name)
-        miner = TemplateMiner.load(state, syscfg.drain) if state.exists() else TemplateMiner(syscfg.drain)
+        miner = _load_miner(state_in, state_path(out, syscfg.name), syscfg, res)
         known = set(miner.templates())
         mapping, per_template = _mine(scan, miner)
         all_templates = miner.templates()
@@ -216,10 +231,10 @@ def ingest(
                 if policy.kind != "session":
                     lines = label_lines_by_session(lines, ids, syscfg.labels.unlisted)
             else:
-                res.labels = {"note": "no label file given: windows are unlabeled"}
+                res.notes.append("no label file given: windows are unlabeled")
         windows = build_windows(lines, policy)
         if ids is not None and policy.kind == "session":
-            unl = F.lit(0) if syscfg.labels.unlisted == "normal" else F.lit(None)  # type: ignore[union-attr]
+            unl = F.lit(0 if syscfg.labels.unlisted == "normal" else None).cast("tinyint")  # type: ignore[union-attr]
             windows = (
                 windows.join(F.broadcast(ids), "session", "left")
                 .withColumn("label", F.greatest("label", F.coalesce("anomalous", unl)).cast("tinyint"))
