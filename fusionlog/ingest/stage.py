@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,18 +62,22 @@ def state_path(out: Path, system: str) -> Path:
     return out / "state" / f"templates_{system}.json"
 
 
-def _map_splits(spark: SparkSession, splits: list[Split], fn, ddl: str) -> DataFrame:  # noqa: ANN001
-    """Run ``fn(split) -> Iterator[RecordBatch]`` on every split, one split per Spark task."""
-    rows = [s.__dict__ for s in splits]
-    schema = "split_id long, path string, start long, end long, gz boolean, prior_newlines long"
-    df = spark.createDataFrame(rows, schema=schema).repartition(max(1, len(rows)), "split_id")
+def _run_splits(spark: SparkSession, splits: list[Split], fn) -> list[int]:  # noqa: ANN001
+    """Run ``fn(split) -> rows written`` on every split, one split per Spark task."""
+    rdd = spark.sparkContext.parallelize([s.__dict__ for s in splits], max(1, len(splits)))
+    return rdd.map(lambda d: fn(Split(**d))).collect()
 
-    def run(batches):  # noqa: ANN001, ANN202 - runs in the Spark Python worker
+
+def _write_batches(batches, schema: pa.Schema, dest: Path) -> int:  # noqa: ANN001
+    """Write batches to one Parquet file atomically (a retried task simply replaces it)."""
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
+    rows = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
         for b in batches:
-            for row in b.to_pylist():
-                yield from fn(Split(**row))
-
-    return df.mapInArrow(run, ddl)
+            rows += b.num_rows
+            writer.write_batch(b)
+    os.replace(tmp, dest)
+    return rows
 
 
 def _parser_factory(system: SystemConfig, cfg: IngestConfig):  # noqa: ANN202
@@ -118,12 +124,14 @@ def _mine(scan: DataFrame, miner: TemplateMiner) -> tuple[Templates, dict[int, i
     return {m: (t, *shape[t]) for m, t in zip(msgs, ids, strict=True)}, per_template
 
 
-def _scan_one(split: Split, parser, max_line: int, utf8: str):  # noqa: ANN001, ANN202
-    return scan_split(split, parser(), max_line, utf8)
+def _scan_one(split: Split, parser, max_line: int, utf8: str, dest: str) -> int:  # noqa: ANN001
+    batches = scan_split(split, parser(), max_line, utf8)
+    return _write_batches(batches, SCAN, Path(dest) / f"part-{split.split_id:05d}.parquet")
 
 
-def _parse_one(split: Split, parser, templates, max_line: int, utf8: str):  # noqa: ANN001, ANN202
-    return parse_split(split, parser(), templates.value, max_line, utf8)
+def _parse_one(split: Split, parser, templates, max_line: int, utf8: str, dest: str) -> int:  # noqa: ANN001
+    batches = parse_split(split, parser(), templates.value, max_line, utf8)
+    return _write_batches(batches, contracts.LINES, Path(dest) / f"part-{split.split_id:05d}.parquet")
 
 
 def _load_miner(state_in: Path | None, own: Path, system: SystemConfig, res: IngestResult) -> TemplateMiner:
@@ -184,8 +192,9 @@ def ingest(
     max_line, utf8 = cfg.max_line_bytes, cfg.on_invalid_utf8
     try:
         # pass 1: distinct masked messages, quarantine and reader counts (small)
-        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8)
-        _map_splits(spark, splits, scan_fn, contracts.spark_ddl(SCAN)).write.parquet(str(work / "scan"))
+        (work / "scan").mkdir(parents=True)
+        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8, dest=str(work / "scan"))
+        _run_splits(spark, splits, scan_fn)
         scan = spark.read.parquet(str(work / "scan"))
         res.seconds["scan"] = time.perf_counter() - t0
 
@@ -202,9 +211,11 @@ def ingest(
         # pass 2: lines with template ids and params (the mapping is broadcast to the workers)
         t2 = time.perf_counter()
         bc = spark.sparkContext.broadcast(mapping)
-        parse_fn = functools.partial(_parse_one, parser=parser, templates=bc, max_line=max_line, utf8=utf8)
-        lines = _map_splits(spark, splits, parse_fn, contracts.spark_ddl(contracts.LINES))
-        _write(lines, partition_dir(out, "lines", syscfg.name))
+        with atomic_dir(partition_dir(out, "lines", syscfg.name)) as tmp:
+            tmp.mkdir()
+            parse_fn = functools.partial(_parse_one, parser=parser, templates=bc, max_line=max_line, utf8=utf8,
+                                         dest=str(tmp))
+            _run_splits(spark, splits, parse_fn)
         bc.unpersist()
         res.seconds["lines"] = time.perf_counter() - t2
 

@@ -19,8 +19,9 @@ def _key_col(policy: WindowPolicy, lines: DataFrame) -> tuple[DataFrame, str]:
     return lines.withColumn("wkey", F.lit("*")), "wkey"
 
 
-def _aggregate(assigned: DataFrame, group: list[str]) -> DataFrame:
-    xs = F.sort_array(F.collect_list(F.struct("ts", "file", "line_no", "template_id")))
+def _aggregate(assigned: DataFrame, group: list[str], files: list[str]) -> DataFrame:
+    """Windows of the grouped lines; the file is carried as an index into ``files`` (cheaper to sort)."""
+    xs = F.sort_array(F.collect_list(F.struct("ts", "fidx", "line_no", "template_id")))
     agg = assigned.groupBy(*group).agg(
         xs.alias("xs"),
         F.max("label").cast("tinyint").alias("label"),
@@ -28,14 +29,21 @@ def _aggregate(assigned: DataFrame, group: list[str]) -> DataFrame:
         F.max("ts").alias("end_ts"),
         F.count(F.lit(1)).alias("n_lines"),
     )
+    names = F.lit(files) if files else F.array().cast("array<string>")
     return (
         agg.withColumn("template_ids", F.transform("xs", lambda x: x["template_id"]))
-        .withColumn("first_file", F.col("xs")[0]["file"])
+        .withColumn("first_file", F.element_at(names, F.col("xs")[0]["fidx"] + 1))
         .withColumn("first_line", F.col("xs")[0]["line_no"])
-        .withColumn("last_file", F.element_at("xs", -1)["file"])
+        .withColumn("last_file", F.element_at(names, F.element_at("xs", -1)["fidx"] + 1))
         .withColumn("last_line", F.element_at("xs", -1)["line_no"])
         .drop("xs")
     )
+
+
+def _with_file_index(lines: DataFrame) -> tuple[DataFrame, list[str]]:
+    files = sorted(r["file"] for r in lines.select("file").distinct().collect())
+    index = lines.sparkSession.createDataFrame([(f, i) for i, f in enumerate(files)], "file string, fidx int")
+    return lines.join(F.broadcast(index), "file"), files
 
 
 def build_windows(lines: DataFrame, policy: WindowPolicy) -> DataFrame:
@@ -58,9 +66,10 @@ def build_windows(lines: DataFrame, policy: WindowPolicy) -> DataFrame:
             F.array("template_id").alias("template_ids"),
             F.col("label").cast("tinyint").alias("label"),
         )
+    lines, files = _with_file_index(lines)
     keyed, key = _key_col(policy, lines)
     if policy.kind == "session":
-        w = _aggregate(keyed, [key])
+        w = _aggregate(keyed, [key], files)
         return w.withColumn("window_id", F.col(key)).withColumnRenamed(key, "session")
     if policy.kind == "fixed":
         order = Window.partitionBy(key).orderBy(F.col("ts").asc_nulls_first(), "file", "line_no")
@@ -76,7 +85,7 @@ def build_windows(lines: DataFrame, policy: WindowPolicy) -> DataFrame:
         lo = (F.floor((t - length) / step) + 1).cast("long")
         hi = F.floor(t / step).cast("long")
         assigned = keyed.where(F.col("ts").isNotNull()).withColumn("widx", F.explode(F.sequence(lo, hi)))
-    w = _aggregate(assigned, [key, "widx"])
+    w = _aggregate(assigned, [key, "widx"], files)
     w = w.withColumn("window_id", F.concat_ws("#", F.col(key), F.col("widx").cast("string")))
     session = F.col(key) if policy.group_by == "session" else F.lit(None).cast("string")
     return w.withColumn("session", session).drop(key, "widx")
