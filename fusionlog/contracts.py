@@ -4,9 +4,10 @@ A run directory holds one folder per table, partitioned by system (``<table>/sys
 
 - ``lines``: one row per parsed line. ``file`` + ``line_no`` (1-based) lead back to the raw line.
   ``sessions`` is a list because a line can belong to several sessions (an HDFS line may name
-  several blocks). ``params`` are the content tokens at the template's ``<*>`` positions (null when a
-  line-scope mask changed the token count). ``label`` is the line-level label (BGL/Thunderbird), 1 =
-  anomalous, 0 = normal, null = unknown. ``content`` is the message text after the header.
+  several blocks). ``params`` are the content tokens at the template's variable positions (``<*>``
+  or a mask placeholder such as ``<NUM>``; null when a line-scope mask changed the token count).
+  ``label`` is the line-level label (BGL/Thunderbird): 1 = anomalous, 0 = normal, null = unknown.
+  ``content`` is the message text after the header.
 - ``templates``: one row per template (Drain cluster); ``count`` = lines of this ingest.
 - ``windows``: one row per window: the template ids in order, where its lines are (first/last file
   and line number), its time span, its label (1 if any member line or session is anomalous) and its

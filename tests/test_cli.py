@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -18,7 +19,8 @@ def test_unknown_system_and_missing_input(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "input not found" in r.output
 
 
-def test_bad_conf_dir_is_named(tmp_path: Path) -> None:
+def test_bad_conf_dir_is_named(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FUSIONLOG_CONF", os.environ["FUSIONLOG_CONF"])  # restored after the test
     (tmp_path / "systems").mkdir()
     (tmp_path / "systems" / "HDFS.yaml").write_text("name: HDFS\nlog_format: '<Content>'\ndrain: {depth: x}\n")
     r = runner.invoke(app, ["ingest", "--system", "HDFS", "--conf", str(tmp_path), "--out", str(tmp_path), "a"])

@@ -37,7 +37,7 @@ def test_hdfs_outputs_reconcile_and_block_labels(hdfs_run, data: Path) -> None:
                  .decode().splitlines()}
     w = table(run, "windows", "HDFS")
     assert set(w["session"]) == blocks
-    assert {s for s, lab in zip(w["session"], w["label"]) if lab == 1} == blocks & anomalous
+    assert {s for s, lab in zip(w["session"], w["label"], strict=True) if lab == 1} == blocks & anomalous
     assert (w["label"] == 1).sum() == 43
     # every window leads back to its raw lines, and its templates are the lines' templates in order
     lines = table(run, "lines", "HDFS")
@@ -73,6 +73,18 @@ def test_bgl_line_labels_and_node_windows(spark, data: Path, tmp_path: Path) -> 
     assert len(w) == 2000 and res.quarantined == 0
     assert {int(r.first_line): int(r.label) for r in w.itertuples()} == want
     assert sum(want.values()) == 143 == res.anomalous_windows
+    # params: the content tokens at the template's variable positions, named placeholders included
+    lines = table(tmp_path, "lines", "BGL")
+    tpl = table(tmp_path, "templates", "BGL").set_index("template_id")["template"]
+    checked = 0
+    for r in lines.itertuples():
+        toks, ttoks = r.content.split(), tpl[r.template_id].split()
+        if r.params is None or len(toks) != len(ttoks):
+            continue
+        var = [t for t, tt in zip(toks, ttoks, strict=True) if "<" in tt and ">" in tt]
+        assert list(r.params) == var
+        checked += bool(var)
+    assert checked > 500
     # node windows: 120 lines per node, step 120
     res2 = ingest("BGL", [src], tmp_path / "node", spark=spark)
     wn = table(tmp_path / "node", "windows", "BGL")
@@ -142,8 +154,8 @@ def test_template_ids_stable_across_months(spark, data: Path, tmp_path: Path) ->
     res_b = ingest("HDFS", [str(tmp_path / "b.log")], tmp_path / "B",
                    state_in=tmp_path / "A/state/templates_HDFS.json", spark=spark)
     ta, tb = table(tmp_path / "A", "templates", "HDFS"), table(tmp_path / "B", "templates", "HDFS")
-    ida = dict(zip(ta["template_id"], ta["template"]))
-    idb = dict(zip(tb["template_id"], tb["template"]))
+    ida = dict(zip(ta["template_id"], ta["template"], strict=True))
+    idb = dict(zip(tb["template_id"], tb["template"], strict=True))
     assert set(ida) <= set(idb) and res_b.new_templates == len(idb) - len(ida)
     # a template that month B sees again keeps its id and text
     la, lb = table(tmp_path / "A", "lines", "HDFS"), table(tmp_path / "B", "lines", "HDFS")
@@ -161,4 +173,4 @@ def test_multi_split_plain_file_line_numbers(spark, data: Path, tmp_path: Path) 
     lines = table(tmp_path / "run", "lines", "HDFS").sort_values("line_no")
     want = raw.decode().splitlines()
     assert list(lines["line_no"]) == list(range(1, 20001))
-    assert all(want[n - 1].endswith(c) for n, c in zip(lines["line_no"][::997], lines["content"][::997]))
+    assert all(want[n - 1].endswith(c) for n, c in zip(lines["line_no"][::997], lines["content"][::997], strict=True))

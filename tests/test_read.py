@@ -13,8 +13,8 @@ from fusionlog import contracts
 from fusionlog.config import load_system
 from fusionlog.ingest.parse import BatchParser
 from fusionlog.ingest.read import parse_split, scan_split
-from fusionlog.ingest.templates import PARAM, TemplateMiner
 from fusionlog.ingest.sources import InputError, Split, count_newlines, expand_inputs, plan_splits, with_line_bases
+from fusionlog.ingest.templates import PARAM, TemplateMiner
 
 GOOD = b"081109 203518 143 INFO dfs.DataNode$DataXceiver: Receiving block blk_-160 src: /10.0.0.1:1 dest: /10.0.0.2:2"
 
@@ -53,7 +53,7 @@ def _kinds(t: tuple[pa.Table, pa.Table], kind: str) -> list[dict]:
     return scan.filter(pa.compute.equal(scan["kind"], kind)).to_pylist()
 
 
-def test_crlf_bad_bytes_junk_and_empty_lines(tmp_path: Path, parser: LineParser) -> None:
+def test_crlf_bad_bytes_junk_and_empty_lines(tmp_path: Path, parser: BatchParser) -> None:
     raw = GOOD + b"\r\n" + b"not a log line\r\n" + GOOD.replace(b"Receiving", b"Rec\xff\xfeving") + b"\n\n" + GOOD
     f = tmp_path / "a.log"
     f.write_bytes(raw)
@@ -67,7 +67,7 @@ def test_crlf_bad_bytes_junk_and_empty_lines(tmp_path: Path, parser: LineParser)
     assert quar[0]["raw"] == b"not a log line"
 
 
-def test_invalid_utf8_can_be_quarantined(tmp_path: Path, parser: LineParser) -> None:
+def test_invalid_utf8_can_be_quarantined(tmp_path: Path, parser: BatchParser) -> None:
     f = tmp_path / "b.log"
     f.write_bytes(GOOD + b"\n" + b"\xc3\x28 broken" + b"\n")
     t, st = _read(f, parser, on_invalid_utf8="quarantine")
@@ -77,14 +77,14 @@ def test_invalid_utf8_can_be_quarantined(tmp_path: Path, parser: LineParser) -> 
     assert st["parsed"] == 1
 
 
-def test_empty_file(tmp_path: Path, parser: LineParser) -> None:
+def test_empty_file(tmp_path: Path, parser: BatchParser) -> None:
     f = tmp_path / "empty.log"
     f.write_bytes(b"")
     t, st = _read(f, parser)
     assert st["read"] == 0 and not _kinds(t, "line") and not _kinds(t, "quarantine")
 
 
-def test_truncated_gzip_keeps_lines_and_quarantines_partial_line(tmp_path: Path, parser: LineParser) -> None:
+def test_truncated_gzip_keeps_lines_and_quarantines_partial_line(tmp_path: Path, parser: BatchParser) -> None:
     body = b"\n".join([GOOD] * 3000) + b"\n"
     full = gzip.compress(body)
     f = tmp_path / "t.log.gz"
@@ -99,7 +99,7 @@ def test_truncated_gzip_keeps_lines_and_quarantines_partial_line(tmp_path: Path,
     assert quar[0]["line_no"] == n + 1
 
 
-def test_corrupt_and_multimember_gzip(tmp_path: Path, parser: LineParser) -> None:
+def test_corrupt_and_multimember_gzip(tmp_path: Path, parser: BatchParser) -> None:
     f = tmp_path / "m.log.gz"
     f.write_bytes(gzip.compress(GOOD + b"\n") + gzip.compress(GOOD + b"\n" + GOOD))
     t, st = _read(f, parser)
@@ -112,7 +112,7 @@ def test_corrupt_and_multimember_gzip(tmp_path: Path, parser: LineParser) -> Non
     assert st["read"] == st["parsed"] + st["quarantined"]
 
 
-def test_over_long_line(tmp_path: Path, parser: LineParser) -> None:
+def test_over_long_line(tmp_path: Path, parser: BatchParser) -> None:
     f = tmp_path / "long.log"
     f.write_bytes(GOOD + b"\n" + GOOD + b"x" * 5000 + b"\n" + GOOD + b"\n")
     t, st = _read(f, parser, max_line_bytes=1000)
@@ -127,7 +127,7 @@ def test_over_long_line(tmp_path: Path, parser: LineParser) -> None:
 
 @pytest.mark.parametrize("split_bytes", [97, 1000, 4096])
 def test_splits_cover_every_line_once_with_true_line_numbers(
-    tmp_path: Path, parser: LineParser, split_bytes: int, data: Path
+    tmp_path: Path, parser: BatchParser, split_bytes: int, data: Path
 ) -> None:
     text = gzip.decompress((data / "HDFS/HDFS_20000.log.gz").read_bytes()).splitlines(keepends=True)[:300]
     f = tmp_path / "s.log"

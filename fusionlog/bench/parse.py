@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from drain3 import TemplateMiner as Drain3Miner
 from drain3.template_miner_config import TemplateMinerConfig
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 import fusionlog
 from fusionlog.config import SystemConfig, load_system
 from fusionlog.evaluate.parsing import grouping_accuracy, parsing_accuracy
+from fusionlog.ingest.mask import PLACEHOLDER
+from fusionlog.ingest.mask import placeholders as mask_placeholders
 from fusionlog.ingest.parse import LineParser
 from fusionlog.ingest.templates import TemplateMiner
 
@@ -35,6 +38,7 @@ SYSTEMS = [
 
 
 def default_data_dir() -> Path:
+    """The repository's ``data/`` folder (beside the package)."""
     return Path(fusionlog.__file__).resolve().parents[1] / "data"
 
 
@@ -56,27 +60,34 @@ def read_truth(path: Path) -> pd.DataFrame:
     return df.sort_values("LineId", key=lambda s: s.astype(int), kind="stable").reset_index(drop=True)
 
 
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
+Id = int | None  # a template id, None for a line whose header does not match
 
 
-def placeholders(cfg: SystemConfig) -> set[str]:
+def placeholders(cfg: SystemConfig) -> frozenset[str]:
     """The named placeholders (``<NUM>``, ``<IP>``...) that the system's masks write."""
-    return {p for rule in cfg.masks for p in _PLACEHOLDER.findall(rule.replacement)}
+    return mask_placeholders(cfg.masks)
 
 
-def as_wildcards(template: str, names: set[str]) -> str:
-    """``template`` with our named mask placeholders written as loghub's ``<*>``."""
+def as_wildcards(template: str, names: Collection[str]) -> str:
+    """``template`` with our named mask placeholders (only those in ``names``) written as ``<*>``.
+
+    loghub writes every variable as ``<*>``; our masks write named placeholders, which Drain treats
+    as ordinary equal tokens (see :func:`fusionlog.ingest.mask.placeholders`). Only the scoring
+    renames them: the mined templates are not changed.
+    """
     if not names:
         return template
-    return _PLACEHOLDER.sub(lambda m: "<*>" if m.group(0) in names else m.group(0), template)
+    return PLACEHOLDER.sub(lambda m: "<*>" if m.group(0) in names else m.group(0), template)
 
 
-def parse_ours(system: str, lines: list[str]) -> tuple[list[int | None], list[str | None], list[str | None]]:
-    """Our pipeline: (template id, final template, extracted Content) per line; None when unparsed.
+def parse_ours(cfg: SystemConfig, lines: list[str]) -> tuple[list[Id], list[str | None], list[str | None]]:
+    """Our ingest pipeline: (template id, final template, extracted Content) per line, None if unparsed.
 
-    Templates are returned as mined; see :func:`as_wildcards` for the form scored against loghub.
+    Each line goes through the header regex and the masks; the distinct masked messages are added to
+    the miner once each, in order of first occurrence, with their counts; every line then takes the
+    final template of its cluster. Templates are returned as mined (named placeholders such as
+    ``<NUM>``); :func:`as_wildcards` gives the form scored against loghub.
     """
-    cfg = load_system(system)
     parser = LineParser(cfg)
     masked: list[str | None] = []
     contents: list[str | None] = []
@@ -106,6 +117,7 @@ def parse_plain_drain3(contents: list[str]) -> tuple[list[int], list[str]]:
 
 
 def bench_system(system: str, data_dir: Path) -> dict[str, Any]:
+    """GA/PA of our pipeline and of plain Drain3 on ``<data_dir>/loghub_2k/<system>``."""
     folder = data_dir / "loghub_2k" / system
     lines = read_lines(folder / f"{system}_2k.log.gz")
     truth = read_truth(folder / f"{system}_2k.log_structured_corrected.csv.gz")
@@ -113,10 +125,11 @@ def bench_system(system: str, data_dir: Path) -> dict[str, Any]:
         raise ValueError(f"{system}: {len(lines)} log lines but {len(truth)} ground-truth rows")
     gt = truth["EventTemplate"].tolist()
 
+    cfg = load_system(system)
     t0 = time.perf_counter()
-    ids, templates, _ = parse_ours(system, lines)
+    ids, templates, _ = parse_ours(cfg, lines)
     t_ours = time.perf_counter() - t0
-    names = placeholders(load_system(system))
+    names = placeholders(cfg)
     templates = [as_wildcards(t, names) if t is not None else None for t in templates]
 
     t0 = time.perf_counter()
@@ -139,45 +152,65 @@ def bench_system(system: str, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    n = len(rows)
-    mean: dict[str, Any] = {"system": "MEAN"}
-    for key in ("ga_ours", "pa_ours", "ga_drain3", "pa_drain3"):
-        mean[key] = sum(r[key] for r in rows) / n
-    for key in ("lines", "unparsed", "templates_ours", "templates_drain3", "templates_gt"):
-        mean[key] = sum(r[key] for r in rows)
-    for key in ("seconds_ours", "seconds_drain3"):
-        mean[key] = round(sum(r[key] for r in rows), 3)
-    return mean
+_ACCURACIES = ("ga_ours", "pa_ours", "ga_drain3", "pa_drain3")
+_COUNTS = ("lines", "unparsed", "templates_ours", "templates_drain3", "templates_gt")
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The MEAN row: mean of each accuracy over the systems, totals of the counts and seconds."""
+    out: dict[str, Any] = {"system": "MEAN"}
+    out.update({k: sum(r[k] for r in rows) / len(rows) for k in _ACCURACIES})
+    out.update({k: sum(r[k] for r in rows) for k in _COUNTS})
+    out.update({k: round(sum(r[k] for r in rows), 3) for k in ("seconds_ours", "seconds_drain3")})
+    return out
 
 
 def print_table(rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    table = Table(title="Log parsing on loghub 2k (corrected ground truth): ours vs plain Drain3")
-    for col in ("system", "lines", "unparsed", "GA ours", "PA ours", "GA Drain3", "PA Drain3",
-                "tpl ours", "tpl Drain3", "tpl gt", "s ours", "s Drain3"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "system" else "right")
-    for i, r in enumerate(rows):
+    """Print the per-system rows (the last one may be the MEAN row) as a rich table."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)  # piped output: do not squeeze the table into 80 columns
+    table = Table(
+        title="Log parsing, loghub 2k, corrected ground truth",
+        caption="MEAN: mean GA/PA over the systems; lines, unparsed, templates and seconds are totals",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("system", "lines", "unparsed", "GA ours", "GA Drain3", "PA ours", "PA Drain3",
+                "templates ours/Drain3/gt", "seconds ours/Drain3"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "system" else "right", no_wrap=col == "system")
+    for r in rows:
         table.add_row(
             r["system"], str(r["lines"]), str(r["unparsed"]),
-            f"{r['ga_ours']:.3f}", f"{r['pa_ours']:.3f}", f"{r['ga_drain3']:.3f}", f"{r['pa_drain3']:.3f}",
-            str(r["templates_ours"]), str(r["templates_drain3"]), str(r["templates_gt"]),
-            f"{r['seconds_ours']:.2f}", f"{r['seconds_drain3']:.2f}",
-            end_section=i == len(rows) - 2,
+            f"{r['ga_ours']:.3f}", f"{r['ga_drain3']:.3f}", f"{r['pa_ours']:.3f}", f"{r['pa_drain3']:.3f}",
+            f"{r['templates_ours']}/{r['templates_drain3']}/{r['templates_gt']}",
+            f"{r['seconds_ours']:.2f}/{r['seconds_drain3']:.2f}",
+            style="bold" if r["system"] == "MEAN" else None,
         )  # fmt: skip
-    (console or Console()).print(table)
+    console.print(table)
 
 
-def run(systems: list[str] | None = None, data_dir: Path | None = None, out: Path | None = None) -> list[dict]:
+def run(
+    systems: list[str] | None = None, data_dir: Path | None = None, out: Path | None = None
+) -> list[dict[str, Any]]:
     """Benchmark ``systems`` (default: all 16); print the table, write JSON to ``out`` if given.
 
-    Returns one dict per system (GA/PA ours and plain Drain3, template counts, seconds); the printed
-    table and the JSON also carry a MEAN row (means of the accuracies, sums of the counts).
+    Returns one dict per system: ``system, lines, unparsed`` (header mismatches, scored as wrong),
+    ``ga_ours, pa_ours, ga_drain3, pa_drain3``, ``templates_ours, templates_drain3, templates_gt`` and
+    ``seconds_ours, seconds_drain3``. The table and the JSON (``{"systems": [...], "mean": {...}}``)
+    add the MEAN row of :func:`summary`.
     """
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    rows = [bench_system(s, data_dir) for s in (systems or SYSTEMS)]
-    print_table(rows + [_mean_row(rows)])
+    systems = systems or SYSTEMS
+    for s in systems:
+        if not (data_dir / "loghub_2k" / s).is_dir():
+            known = ", ".join(SYSTEMS)
+            raise ValueError(f"no loghub 2k sample for {s!r} under {data_dir / 'loghub_2k'} (known: {known})")
+    rows = [bench_system(s, data_dir) for s in systems]
+    mean = summary(rows)
+    print_table(rows + [mean])
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"systems": rows, "mean": _mean_row(rows)}, indent=2) + "\n")
+        out.write_text(json.dumps({"systems": rows, "mean": mean}, indent=2) + "\n", encoding="utf-8")
     return rows

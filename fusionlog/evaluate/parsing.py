@@ -29,7 +29,7 @@ def grouping_accuracy(gt_templates: Sequence[str], pred_ids: Sequence[Hashable |
     gt = [_norm(t) for t in gt_templates]
     gt_sizes = Counter(gt)
     groups: dict[Hashable, list[str]] = defaultdict(list)
-    for truth, pid in zip(gt, pred_ids):
+    for truth, pid in zip(gt, pred_ids, strict=True):
         if pid is not None:
             groups[pid].append(truth)
     correct = 0
@@ -49,5 +49,6 @@ def parsing_accuracy(gt_templates: Sequence[str], pred_templates: Sequence[str |
         raise ValueError(f"{len(gt_templates)} ground-truth lines but {len(pred_templates)} predictions")
     if not gt_templates:
         return 0.0
-    hits = sum(p is not None and _norm(p) == _norm(t) for t, p in zip(gt_templates, pred_templates))
+    pairs = zip(gt_templates, pred_templates, strict=True)
+    hits = sum(p is not None and _norm(p) == _norm(t) for t, p in pairs)
     return hits / len(gt_templates)

@@ -38,7 +38,7 @@ def label_lines_by_session(lines: DataFrame, ids: DataFrame, unlisted: str) -> D
     flag = (
         ex.join(F.broadcast(ids), "session", "left")
         .groupBy("file", "line_no")
-        .agg(F.max(F.coalesce("anomalous", F.lit(0 if unlisted == "normal" else None).cast("tinyint"))).alias("s_label"))
+        .agg(F.max(F.coalesce("anomalous", F.lit(0 if unlisted == "normal" else None).cast("tinyint"))).alias("s"))
     )
     out = lines.join(flag, ["file", "line_no"], "left")
-    return out.withColumn("label", F.greatest("label", "s_label").cast("tinyint")).drop("s_label")
+    return out.withColumn("label", F.greatest("label", "s").cast("tinyint")).drop("s")

@@ -7,6 +7,18 @@ from collections.abc import Sequence
 
 from fusionlog.config import MaskRule
 
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
+
+
+def placeholders(rules: Sequence[MaskRule]) -> frozenset[str]:
+    """The named placeholders (``<NUM>``, ``<IP>``...) written by ``rules``' replacements.
+
+    Named placeholders, unlike ``<*>``, count as matching tokens in Drain's similarity, so masked
+    messages of one event still group together at a high ``sim_th``. A template token that holds one
+    of them (or ``<*>``) is a parameter position.
+    """
+    return frozenset(p for r in rules for p in PLACEHOLDER.findall(r.replacement))
+
 
 class Masker:
     """Apply mask rules to a message.
@@ -22,6 +34,7 @@ class Masker:
         self._token = [(re.compile(r.pattern), r.replacement) for r in rules if r.scope == "token"]
         self._cache: dict[str, str] = {}
         self._cache_size = cache_size
+        self.placeholders = placeholders(rules)
 
     def mask_token(self, token: str) -> str:
         out = self._cache.get(token)

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from fusionlog import contracts
 from fusionlog.config import IngestConfig, SessionListLabels, SystemConfig, load_ingest, load_system
 from fusionlog.ingest.labels import label_lines_by_session, read_session_list
+from fusionlog.ingest.mask import placeholders
 from fusionlog.ingest.parse import BatchParser
 from fusionlog.ingest.read import SCAN, Templates, parse_split, scan_split
 from fusionlog.ingest.sources import Split, count_newlines, expand_inputs, plan_splits, with_line_bases
@@ -101,8 +102,11 @@ def _line_bases(spark: SparkSession, splits: list[Split]) -> list[Split]:
     return with_line_bases(splits, counts)
 
 
-def _mine(scan: DataFrame, miner: TemplateMiner) -> tuple[Templates, dict[int, int]]:
-    """Drain over the distinct masked messages (in order of first occurrence); returns the mapping."""
+def _mine(scan: DataFrame, miner: TemplateMiner, marks: frozenset[str]) -> tuple[Templates, dict[int, int]]:
+    """Drain over the distinct masked messages (in order of first occurrence); returns the mapping.
+
+    A template token is a parameter position when it holds ``<*>`` or a mask placeholder (``marks``).
+    """
     distinct = (
         scan.where("kind = 'distinct'")
         .groupBy("masked")
@@ -120,7 +124,7 @@ def _mine(scan: DataFrame, miner: TemplateMiner) -> tuple[Templates, dict[int, i
     shape = {}
     for tid in per_template:
         toks = (miner.template_of(tid) or "").split()
-        shape[tid] = (tuple(i for i, t in enumerate(toks) if PARAM in t), len(toks))
+        shape[tid] = (tuple(i for i, t in enumerate(toks) if any(m in t for m in marks)), len(toks))
     return {m: (t, *shape[t]) for m, t in zip(msgs, ids, strict=True)}, per_template
 
 
@@ -202,7 +206,7 @@ def ingest(
         t1 = time.perf_counter()
         miner = _load_miner(state_in, state_path(out, syscfg.name), syscfg, res)
         known = set(miner.templates())
-        mapping, per_template = _mine(scan, miner)
+        mapping, per_template = _mine(scan, miner, placeholders(syscfg.masks) | {PARAM})
         all_templates = miner.templates()
         res.templates = len(all_templates)
         res.new_templates = len(set(all_templates) - known)
