@@ -184,7 +184,7 @@ class SystemConfig(_Model):
 
 class SparkConfig(_Model):
     master: str = "local[*]"
-    driver_memory: str = "2g"
+    driver_memory: str = "1g"
     split_mb: int = Field(128, ge=1)
     shuffle_partitions: int = Field(8, ge=1)
     conf: dict[str, str] = {}

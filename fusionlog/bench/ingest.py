@@ -18,7 +18,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(width=160)
 
 
 def _tree_rss(proc: psutil.Process) -> int:
