@@ -154,3 +154,24 @@ def test_expand_inputs(tmp_path: Path) -> None:
         expand_inputs([str(tmp_path / "nope.log")])
     with pytest.raises(InputError, match="no file matches"):
         expand_inputs([str(tmp_path / "d/*.zip")])
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_line_numbers_across_many_chunks(tmp_path: Path, parser: BatchParser, data: Path, monkeypatch, gz) -> None:
+    import fusionlog.ingest.read as read
+
+    monkeypatch.setattr(read, "CHUNK", 1000)  # ~7 lines per chunk instead of 4 MiB
+    text = gzip.decompress((data / "HDFS/HDFS_20000.log.gz").read_bytes()).splitlines(keepends=True)[:500]
+    text[123] = b"junk line\n"
+    text[124] = GOOD + b"y" * 3000 + b"\n"  # over-long, and longer than a chunk
+    f = tmp_path / ("c.log.gz" if gz else "c.log")
+    body = b"".join(text)
+    f.write_bytes(gzip.compress(body) if gz else body)
+    t, st = _read(f, parser, max_line_bytes=1000)
+    assert st["read"] == 500
+    assert [(q["line_no"], q["reason"]) for q in _kinds(t, "quarantine")] == [
+        (124, "no_header_match"), (125, "line_too_long")]
+    got = [(r["line_no"], r["content"]) for r in _kinds(t, "line")]
+    want = [(i + 1, parser.line.parse(ln.decode().rstrip("\n")).content) for i, ln in enumerate(text)
+            if i not in (123, 124)]
+    assert got == want

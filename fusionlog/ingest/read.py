@@ -136,10 +136,11 @@ def _chunks(blocks: _Blocks, max_line_bytes: int) -> Iterator[tuple[bytes, bool]
             block, skipping = block[i + 1 :], False
         buf += block
         cut = buf.rfind(b"\n")
-        if cut >= 0 and (cut >= CHUNK or len(buf) - cut - 1 > cap or len(buf) >= CHUNK):
+        if cut >= 0 and (len(buf) >= CHUNK or len(buf) - cut - 1 > cap):  # a full chunk, or a long tail
             yield buf[: cut + 1], False
             buf = buf[cut + 1 :]
-        if len(buf) > cap and b"\n" not in buf:
+            cut = -1
+        if len(buf) > cap and (cut < 0 or len(buf) - cut - 1 > cap):  # one line longer than the cap
             yield buf[:cap] + b"\n", False
             buf, skipping = b"", True
     if blocks.broken:
