@@ -113,6 +113,21 @@ def ingest_sequences(
 
 @app.command()
 @_errors
+def embed(
+    run: Annotated[Path, typer.Option("--run", "-r", help="run directory with templates/")] = Path("runs/default"),
+    conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+) -> None:
+    """Embed the run's templates (Ray Data actor pool) into the LanceDB table `templates`."""
+    _conf(conf)
+    from fusionlog.embed.stage import embed as run_embed
+
+    r = run_embed(run)
+    console.print(f"{r.templates} templates, {r.encoded} encoded ({r.model}, dim {r.dim}) in {r.seconds:.1f} s; "
+                  f"store: {run / 'lancedb'}")
+
+
+@app.command()
+@_errors
 def synth(
     system: Annotated[str, typer.Option("--system", "-s")],
     lines: Annotated[int, typer.Option("--lines", "-n", min=1)],

@@ -281,3 +281,21 @@ def load_ingest(path: Path | None = None) -> IngestConfig:
     if not path.exists():
         return IngestConfig()
     return _validate(IngestConfig, read_yaml(path), path)
+
+
+class EmbedConfig(_Model):
+    """The template embedding stage (Ray Data actor pool + LanceDB)."""
+
+    model: str = "all-MiniLM-L6-v2"  # the packaged model, or a local sentence-transformers directory
+    batch_size: int = Field(128, ge=1)
+    actors: int = Field(1, ge=1)
+    cpus_per_actor: float = Field(0.5, gt=0)  # fractional: leave a CPU for the driver on small machines
+    normalize: bool = True
+
+
+def load_embed(path: Path | None = None) -> EmbedConfig:
+    """Load ``conf/embed.yaml`` if present, else defaults."""
+    path = path or conf_dir() / "embed.yaml"
+    if not path.exists():
+        return EmbedConfig()
+    return _validate(EmbedConfig, read_yaml(path), path)

@@ -1,0 +1,1 @@
+"""Template embeddings: a Ray Data actor pool of sentence-transformers writing to LanceDB."""

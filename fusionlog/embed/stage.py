@@ -1,0 +1,112 @@
+"""``fusionlog embed``: templates/ -> LanceDB table ``templates`` (system, template_id, template, model, vector).
+
+Ray Data reads the ``templates`` Parquet of a run, keeps only templates the store does not hold yet
+(new ids, a template whose text changed since, or another model), and encodes them in a pool of
+stateful actors (the model loads once per actor). The store is a LanceDB directory in the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from fusionlog.config import EmbedConfig, load_embed
+from fusionlog.embed.encoder import Encoder
+from fusionlog.ray_runtime import init_ray
+
+TABLE = "templates"
+
+
+@dataclass
+class EmbedResult:
+    templates: int
+    encoded: int
+    dim: int
+    seconds: float
+    model: str
+
+
+def store_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        ("system", pa.string()), ("template_id", pa.int64()), ("template", pa.string()),
+        ("model", pa.string()), ("vector", pa.list_(pa.float32(), dim)),
+    ])
+
+
+def open_store(run: Path):  # noqa: ANN201
+    import lancedb
+
+    return lancedb.connect(str(Path(run) / "lancedb"))
+
+
+def stored(run: Path) -> pa.Table | None:
+    """The LanceDB ``templates`` table as Arrow, or None before the first embed."""
+    db = open_store(run)
+    return db.open_table(TABLE).to_arrow() if TABLE in db.table_names() else None
+
+
+def _key(system: str, tid: int, template: str, model: str) -> str:
+    return f"{system}\x00{tid}\x00{template}\x00{model}"
+
+
+def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
+    """Encode the templates of ``run`` that the store does not hold yet."""
+    import ray
+
+    cfg = cfg or load_embed()
+    run = Path(run)
+    if not (run / "templates").is_dir():
+        raise FileNotFoundError(f"{run}/templates not found: run `fusionlog ingest` first")
+    t0 = time.perf_counter()
+    init_ray()
+    old = stored(run)
+    known = set()
+    if old is not None:
+        cols = [old[c].to_pylist() for c in ("system", "template_id", "template", "model")]
+        known = {_key(*row) for row in zip(*cols, strict=True)}
+    model = cfg.model
+
+    def is_new(row: dict) -> bool:
+        return _key(row["system"], row["template_id"], row["template"], model) not in known
+
+    ds = ray.data.read_parquet(str(run / "templates")).select_columns(
+        ["system", "template_id", "template"]
+    )
+    total = ds.count()
+    todo = ds.filter(is_new).map_batches(
+        Encoder,
+        fn_constructor_args=(model, cfg.normalize),
+        batch_size=cfg.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        num_cpus=cfg.cpus_per_actor,
+    )
+    parts = list(todo.iter_batches(batch_format="numpy", batch_size=None))
+    encoded = sum(len(p["template_id"]) for p in parts)
+    dim = int(parts[0]["vector"].shape[1]) if parts else (old.schema.field("vector").type.list_size if old else 0)
+    if encoded:
+        vec = np.concatenate([p["vector"] for p in parts]).astype(np.float32)
+        new = pa.table(
+            {
+                "system": pa.array(np.concatenate([p["system"] for p in parts]).tolist(), pa.string()),
+                "template_id": pa.array(np.concatenate([p["template_id"] for p in parts]), pa.int64()),
+                "template": pa.array(np.concatenate([p["template"] for p in parts]).tolist(), pa.string()),
+                "model": pa.array([model] * encoded, pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), dim),
+            },
+            schema=store_schema(dim),
+        )
+        db = open_store(run)
+        if old is None:
+            db.create_table(TABLE, new)
+        elif old.schema.field("vector").type.list_size != dim:
+            db.drop_table(TABLE)  # another model with another width: the store starts over
+            db.create_table(TABLE, new)
+        else:
+            (db.open_table(TABLE).merge_insert(["system", "template_id"])
+             .when_matched_update_all().when_not_matched_insert_all().execute(new))
+    return EmbedResult(total, encoded, dim, time.perf_counter() - t0, model)
