@@ -62,16 +62,3 @@ QUARANTINE = pa.schema(
 
 TABLES = {"lines": LINES, "templates": TEMPLATES, "windows": WINDOWS, "quarantine": QUARANTINE}
 
-
-def spark_ddl(schema: pa.Schema) -> str:
-    """The schema as a Spark DDL string."""
-    names = {
-        pa.string(): "string",
-        pa.int64(): "bigint",
-        pa.int8(): "tinyint",
-        pa.binary(): "binary",
-        pa.timestamp("us"): "timestamp_ntz",
-        pa.list_(pa.string()): "array<string>",
-        pa.list_(pa.int64()): "array<bigint>",
-    }
-    return ", ".join(f"{f.name} {names[f.type]}" for f in schema)
