@@ -186,5 +186,18 @@ def bench_ingest(
     run([int(x) for x in lines.split(",")], system=system, workdir=workdir, out=out, master=master)
 
 
+@bench.command("embed")
+@_errors
+def bench_embed(
+    actors: Annotated[str, typer.Option(help="comma-separated actor counts")] = "1",
+    threads: Annotated[int, typer.Option(help="torch threads per actor")] = 1,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+) -> None:
+    """Templates/s of the Ray Data embed stage vs a plain encode loop, same templates."""
+    from fusionlog.bench.embed import run
+
+    run([int(x) for x in actors.split(",")], out, threads=threads)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

@@ -290,6 +290,7 @@ class EmbedConfig(_Model):
     batch_size: int = Field(128, ge=1)
     actors: int = Field(1, ge=1)
     cpus_per_actor: float = Field(0.5, gt=0)  # fractional: leave a CPU for the driver on small machines
+    threads_per_actor: int = Field(1, ge=1)  # torch intra-op threads of each actor
     normalize: bool = True
 
 

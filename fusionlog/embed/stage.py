@@ -79,7 +79,7 @@ def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
     total = ds.count()
     todo = ds.filter(is_new).map_batches(
         Encoder,
-        fn_constructor_args=(model, cfg.normalize),
+        fn_constructor_args=(model, cfg.normalize, cfg.threads_per_actor),
         batch_size=cfg.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
