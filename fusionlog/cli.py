@@ -128,6 +128,28 @@ def embed(
 
 @app.command()
 @_errors
+def route(
+    sources: Annotated[str, typer.Option(help="comma-separated source systems (labeled)")],
+    target: Annotated[str, typer.Option(help="the target system (unlabeled)")],
+    run: Annotated[Path, typer.Option("--run", "-r", help="run directory")] = Path("runs/default"),
+    tau: Annotated[float | None, typer.Option(help="fixed threshold (default: mean of x_sim)")] = None,
+    tau_quantile: Annotated[float | None, typer.Option(help="threshold at this quantile of x_sim")] = None,
+    sweep: Annotated[bool, typer.Option(help="also print the split for tau = 0.50 .. 0.90")] = False,
+) -> None:
+    """Route the target's windows: general (close to the sources) or proprietary."""
+    from fusionlog.config import RouteConfig
+    from fusionlog.route.stage import route as run_route
+
+    r = run_route(run, sources.split(","), target, RouteConfig(tau=tau, tau_quantile=tau_quantile), sweep)
+    share = r.general / r.windows if r.windows else 0.0
+    console.print(f"{r.target} <- {'+'.join(r.sources)}: tau {r.tau:.3f}; {r.windows} windows: {r.general} general "
+                  f"({share:.1%}), {r.proprietary} proprietary; {r.seconds:.1f} s")
+    for row in r.sweep:
+        console.print(f"  tau {row['tau']:.2f}: {row['general']} general, {row['proprietary']} proprietary")
+
+
+@app.command()
+@_errors
 def synth(
     system: Annotated[str, typer.Option("--system", "-s")],
     lines: Annotated[int, typer.Option("--lines", "-n", min=1)],

@@ -300,3 +300,17 @@ def load_embed(path: Path | None = None) -> EmbedConfig:
     if not path.exists():
         return EmbedConfig()
     return _validate(EmbedConfig, read_yaml(path), path)
+
+
+class RouteConfig(_Model):
+    """The semantic router: general vs proprietary windows of the target (FusionLog, Router)."""
+
+    tau: float | None = Field(None, ge=-1.0, le=1.0)  # fixed threshold; default: mean of x_sim
+    tau_quantile: float | None = Field(None, gt=0.0, lt=1.0)  # or a quantile of x_sim
+    exact_max_pairs: int = Field(50_000_000, ge=1)  # above this many pairs, search LanceDB instead
+
+    @model_validator(mode="after")
+    def _one(self) -> RouteConfig:
+        if self.tau is not None and self.tau_quantile is not None:
+            raise ValueError("give 'tau' or 'tau_quantile', not both")
+        return self

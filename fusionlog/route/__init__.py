@@ -1,0 +1,1 @@
+"""The training-free semantic router (FusionLog): general vs proprietary target windows."""
