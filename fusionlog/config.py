@@ -314,3 +314,12 @@ class RouteConfig(_Model):
         if self.tau is not None and self.tau_quantile is not None:
             raise ValueError("give 'tau' or 'tau_quantile', not both")
         return self
+
+
+class ModelConfig(_Model):
+    """The small model: BiGRU + attention over template vectors (MetaLog: 2 x 100)."""
+
+    hidden: int = Field(100, ge=1)
+    layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    max_len: int = Field(512, ge=1)  # longer windows keep their last max_len templates
