@@ -45,6 +45,8 @@ class Encoder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["template"]]
-        vec = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=self.normalize,
+        # sentence-transformers sorts by length and pads per inner batch: keep those small (32), or one
+        # long template pads a whole block
+        vec = self.model.encode(texts, batch_size=32, normalize_embeddings=self.normalize,
                                 convert_to_numpy=True, show_progress_bar=False)
         return {**batch, "vector": vec.astype(np.float32)}
