@@ -275,12 +275,17 @@ def load_system(name_or_path: str, conf: Path | None = None) -> SystemConfig:
     return _validate(SystemConfig, read_yaml(path), path)
 
 
+def _load_optional(model: type[_Model], name: str, path: Path | None) -> Any:
+    """``conf/<name>.yaml`` (or ``path``) validated as ``model``; defaults when the file is absent."""
+    path = path or conf_dir() / f"{name}.yaml"
+    if not path.exists():
+        return model()
+    return _validate(model, read_yaml(path), path)
+
+
 def load_ingest(path: Path | None = None) -> IngestConfig:
     """Load the ingest settings (``conf/ingest.yaml`` if present, else defaults)."""
-    path = path or conf_dir() / "ingest.yaml"
-    if not path.exists():
-        return IngestConfig()
-    return _validate(IngestConfig, read_yaml(path), path)
+    return _load_optional(IngestConfig, "ingest", path)
 
 
 class EmbedConfig(_Model):
@@ -296,10 +301,7 @@ class EmbedConfig(_Model):
 
 def load_embed(path: Path | None = None) -> EmbedConfig:
     """Load ``conf/embed.yaml`` if present, else defaults."""
-    path = path or conf_dir() / "embed.yaml"
-    if not path.exists():
-        return EmbedConfig()
-    return _validate(EmbedConfig, read_yaml(path), path)
+    return _load_optional(EmbedConfig, "embed", path)
 
 
 class RouteConfig(_Model):

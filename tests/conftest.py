@@ -27,3 +27,15 @@ def spark():
 @pytest.fixture(scope="session")
 def data() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A short-lived local Ray (2 CPUs, no dashboard) per test module."""
+    import ray
+
+    from fusionlog.ray_runtime import init_ray
+
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()

@@ -14,17 +14,6 @@ from fusionlog.embed.stage import embed, stored
 from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from fusionlog.ray_runtime import init_ray
-
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def test_embed_is_incremental(ray_local, data: Path, tmp_path: Path) -> None:
     ingest_sequences("HDFS", data / "HDFS/HDFS_templates.csv", [parse_spec(f"{data}/HDFS/hdfs_train.gz:normal")],
                      tmp_path)

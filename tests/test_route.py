@@ -34,17 +34,6 @@ def _windows(run: Path, system: str, windows: dict[str, list[int]]) -> None:
     pq.write_table(pa.table(cols, schema=contracts.WINDOWS), d / "part-0.parquet")
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from fusionlog.ray_runtime import init_ray
-
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def test_route_by_hand(ray_local, tmp_path: Path) -> None:
     _templates(tmp_path, "SRC", ["Receiving block <*> src: <*> dest: <*>", "user <*> logged in from <*>"])
     _templates(tmp_path, "TGT", ["Receiving block <*> src: <*> dest: <*>",  # the same event as in the source
