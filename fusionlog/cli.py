@@ -95,7 +95,7 @@ def ingest(
 def ingest_sequences(
     system: Annotated[str, typer.Option("--system", "-s", help="name to store the dataset under")],
     templates: Annotated[Path, typer.Option(help="headerless templates CSV (event id k = line k)")],
-    seq: Annotated[list[str], typer.Option(help="PATH:normal|anomalous|unknown (repeat)")],
+    seq: Annotated[list[str], typer.Option(help="PATH:normal|anomalous|unknown[:fraction] (repeat)")],
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/default"),
 ) -> None:
     """Ingest an event-sequence dataset (session,event ids) into templates/ and windows/."""
@@ -105,7 +105,8 @@ def ingest_sequences(
     res = run(system, templates, [parse_spec(s) for s in seq], out)
     console.print(
         f"{system}: {res.templates} templates, {res.windows} windows ({res.anomalous_windows} anomalous), "
-        f"{len(res.bad_lines)} bad lines (quarantined), {res.duplicates_across_files} session ids in two files"
+        f"{len(res.bad_lines)} bad lines (quarantined), {res.duplicates_across_files} session ids in two files, "
+        f"{res.sampled_out} sessions sampled out"
     )
     for line in res.bad_lines[:10]:
         console.print(f"  [yellow]{line}[/]")
@@ -146,6 +147,80 @@ def route(
                   f"({share:.1%}), {r.proprietary} proprietary; {r.seconds:.1f} s")
     for row in r.sweep:
         console.print(f"  tau {row['tau']:.2f}: {row['general']} general, {row['proprietary']} proprietary")
+
+
+@app.command()
+@_errors
+def prepare(
+    experiment: Annotated[str, typer.Argument(help="conf/experiments/<name>.yaml, or a path")],
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="run directory (default runs/<name>)")] = None,
+    force: Annotated[bool, typer.Option(help="re-ingest datasets already in the run")] = False,
+) -> None:
+    """Ingest an experiment's datasets, embed their templates and route the target's windows."""
+    from fusionlog.config import load_experiment
+    from fusionlog.experiment import prepare as run_prepare
+
+    exp = load_experiment(experiment)
+    run = run or Path("runs") / exp.name
+    p = run_prepare(exp, run, force)
+    for name, line in p.datasets.items():
+        console.print(f"{name}: {line}")
+    r = p.route
+    console.print(f"{p.embedded} templates encoded; {r.target} <- {'+'.join(r.sources)}: tau {r.tau:.3f}, "
+                  f"{r.general} general / {r.proprietary} proprietary windows; run: {run}")
+
+
+@app.command()
+@_errors
+def train(
+    experiment: Annotated[str, typer.Argument(help="conf/experiments/<name>.yaml, or a path")],
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="run directory (default runs/<name>)")] = None,
+    mode: Annotated[str | None, typer.Option(help="source_only | meta | meta_align (default: the config's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed (default: the config's)")] = None,
+    use_gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="train on GPUs")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray Train workers (DDP)")] = None,
+) -> None:
+    """Train the small model on the sources with Ray Train; keep the best checkpoint by the sources' val split."""
+    from fusionlog.config import load_experiment
+    from fusionlog.train.stage import train as run_train
+
+    exp = load_experiment(experiment)
+    run = run or Path("runs") / exp.name
+    upd = {k: v for k, v in {"mode": mode, "seed": seed, "use_gpu": use_gpu, "num_workers": workers}.items()
+           if v is not None}
+    cfg = exp.train.model_copy(update=upd)
+    cfg = type(cfg).model_validate(cfg.model_dump())  # validate the overrides
+    r = run_train(run, exp.sources, exp.target, cfg, exp.model)
+    console.print(f"{r.name}: best step {r.best_step}, source val F1 {r.val.get('val_f1', float('nan')):.3f}, "
+                  f"windows {r.windows}, {r.seconds:.1f} s{' (reused)' if r.reused else ''} -> {r.model_dir}")
+    for note in r.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+@app.command()
+@_errors
+def evaluate(
+    experiment: Annotated[str, typer.Argument(help="conf/experiments/<name>.yaml, or a path")],
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="run directory (default runs/<name>)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (default: the config's)")] = None,
+    steps: Annotated[int | None, typer.Option(help="training steps (default: the config's)")] = None,
+) -> None:
+    """Train every mode for every seed, score the labeled target windows, compare with baselines."""
+    from fusionlog.config import load_experiment
+    from fusionlog.evaluate.stage import evaluate as run_eval
+
+    exp = load_experiment(experiment)
+    if seeds:
+        exp = exp.model_copy(update={"evaluate": exp.evaluate.model_copy(
+            update={"seeds": [int(x) for x in seeds.split(",")]})})
+    if steps:
+        exp = exp.model_copy(update={"train": exp.train.model_copy(update={"steps": steps})})
+    run = run or Path("runs") / exp.name
+    res = run_eval(run, exp, lambda msg: console.print(f"[dim]{msg}[/]"))
+    from fusionlog.evaluate.stage import markdown
+
+    console.print(markdown(res))
+    console.print(f"written: {run / 'eval' / (exp.name + '.json')} ({res['seconds']:.0f} s)")
 
 
 @app.command()

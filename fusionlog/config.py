@@ -325,3 +325,93 @@ class ModelConfig(_Model):
     layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_len: int = Field(512, ge=1)  # longer windows keep their last max_len templates
+
+
+class TrainConfig(_Model):
+    """Training of the small model with Ray Train (``TorchTrainer``, DDP across workers).
+
+    ``mode``: ``source_only`` (supervised on the sources, baseline a), ``meta`` (first-order
+    meta-learning across source systems or time slices, the ZeroLog/FreeLog branch, baseline b),
+    ``meta_align`` (meta + adversarial alignment to the target's unlabeled general windows: FusionLog's
+    general branch). Steps, not epochs: batches are drawn class-balanced from the training split.
+    """
+
+    mode: Literal["source_only", "meta", "meta_align"] = "meta_align"
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(2e-3, gt=0)  # MetaLog
+    inner_lr: float = Field(2e-3, gt=0)  # the virtual step on the support task
+    query_weight: float = Field(1.0, ge=0)
+    align_weight: float = Field(0.1, ge=0)  # weight of the domain loss (gradient reversal)
+    min_align_windows: int = Field(32, ge=1)  # fewer general target windows: no alignment (a note says so)
+    slices: int = Field(4, ge=2)  # time slices per source system when there is one source
+    eval_every: int = Field(25, ge=1)  # validate on the sources' val split; keep the best
+    max_train_windows: int = Field(200_000, ge=1)  # per system, the earliest ones
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)  # leave a CPU for the driver on small machines
+    threads_per_worker: int = Field(1, ge=1)
+    seed: int = 0
+
+
+class EvalConfig(_Model):
+    """``fusionlog evaluate``: modes trained per seed, and the baselines beside them."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    modes: list[Literal["source_only", "meta", "meta_align"]] = Field(
+        default_factory=lambda: ["source_only", "meta", "meta_align"], min_length=1)
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class DatasetSpec(_Model):
+    """One dataset of an experiment: raw archives (Spark ingest) or an event-sequence set."""
+
+    kind: Literal["raw", "sequences"]
+    system: str | None = None  # conf/systems/<system>.yaml for raw data (default: the dataset's name)
+    inputs: list[str] = Field(default_factory=list)  # raw: files, dirs or globs; relative to the repo
+    labels: list[str] = Field(default_factory=list)  # raw: session-list label files
+    window: str | None = None  # raw: window policy name (default: the system's)
+    templates: str | None = None  # sequences: headerless templates CSV
+    sequences: list[str] = Field(default_factory=list)  # sequences: PATH:normal|anomalous|unknown[:fraction]
+
+    @model_validator(mode="after")
+    def _complete(self) -> DatasetSpec:
+        if self.kind == "raw" and not self.inputs:
+            raise ValueError("a raw dataset needs 'inputs'")
+        if self.kind == "sequences" and (not self.templates or not self.sequences):
+            raise ValueError("a sequence dataset needs 'templates' and 'sequences'")
+        return self
+
+
+class ExperimentConfig(_Model):
+    """``conf/experiments/<name>.yaml``: labeled sources -> one unlabeled target, and how to train."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    datasets: dict[str, DatasetSpec] = Field(min_length=2)
+    sources: list[str] = Field(min_length=1)
+    target: str
+    route: RouteConfig = Field(default_factory=RouteConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _known(self) -> ExperimentConfig:
+        for name in [*self.sources, self.target]:
+            if name not in self.datasets:
+                raise ValueError(f"{name!r} is not one of the datasets {sorted(self.datasets)}")
+        if self.target in self.sources:
+            raise ValueError(f"the target {self.target!r} is also a source")
+        return self
+
+
+def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
+    """Load ``conf/experiments/<name>.yaml`` (or a YAML path)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = conf_dir() / "experiments" / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (conf_dir() / "experiments").glob("*.yaml"))
+        raise ConfigError(f"unknown experiment {str(name_or_path)!r}: no {path} (known: {', '.join(known)})")
+    return _validate(ExperimentConfig, read_yaml(path), path)

@@ -7,8 +7,12 @@ import os
 
 def init_ray(num_cpus: int | None = None) -> None:
     """Connect to ``RAY_ADDRESS`` or start a local Ray (no dashboard); idempotent."""
+    import warnings
+
     import ray
 
+    # Ray starts its workers with fork+exec; lancedb's warning about fork() does not apply to that
+    warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
     if ray.is_initialized():
         return
     ctx = ray.data.DataContext.get_current()

@@ -58,3 +58,21 @@ def test_unknown_system_and_empty_file(tmp_path: Path) -> None:
         load_system("Nope")
     with pytest.raises(ConfigError, match="empty file"):
         load_system(str(_write(tmp_path, "")))
+
+
+def test_all_experiments_load_and_bad_ones_are_named(tmp_path: Path) -> None:
+    from fusionlog.config import load_experiment
+
+    names = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf/experiments").glob("*.yaml"))
+    assert len(names) >= 4 and all(load_experiment(n).name == n for n in names)
+    base = ("name: x\ndatasets:\n  A: {kind: sequences, templates: t.csv, sequences: [s:normal]}\n"
+            "  B: {kind: raw, inputs: [b.log]}\n")
+    cases = {"sources: [A]\ntarget: A\n": "also a source", "sources: [C]\ntarget: B\n": "'C' is not one of",
+             "sources: [A]\ntarget: B\ntrain: {mode: maml}\n": "train.mode",
+             "sources: [A]\ntarget: B\ntrain: {stepz: 3}\n": "train.stepz"}
+    for body, msg in cases.items():
+        f = tmp_path / "e.yaml"
+        f.write_text(base + body)
+        with pytest.raises(ConfigError, match=msg) as err:
+            load_experiment(f)
+        assert str(f) in str(err.value)

@@ -37,3 +37,19 @@ def test_bad_sequence_lines_are_quarantined(data: Path, tmp_path: Path) -> None:
     assert sorted(q["line_no"]) == [2, 3, 4] and all(q["reason"].str.startswith("bad_sequence"))
     with pytest.raises(ValueError, match="PATH:normal"):
         parse_spec("file.txt:weird")
+
+
+def test_sampled_file_is_deterministic_and_reconciles(data: Path, tmp_path: Path) -> None:
+    path, label, fraction = parse_spec(f"{data}/HDFS/hdfs_test_abnormal.gz:anomalous:0.01")
+    assert (label, fraction) == (1, 0.01)
+    runs = [ingest_sequences("H", data / "HDFS/HDFS_templates.csv", [(path, label, fraction)], tmp_path / f"r{k}")
+            for k in range(2)]
+    assert runs[0].windows + runs[0].sampled_out == 16838  # read = kept + sampled out (+ bad lines: none)
+    assert 100 < runs[0].windows < 250  # about 1 % of the anomalous blocks
+    ids = [set(ds.dataset(tmp_path / f"r{k}/windows/system=H").to_table()["window_id"].to_pylist()) for k in range(2)]
+    assert ids[0] == ids[1]
+    for bad in ("x.gz:anomalous:0", "x.gz:anomalous:1.5"):
+        with pytest.raises(ValueError, match="fraction"):
+            parse_spec(bad)
+    with pytest.raises(ValueError, match="PATH:normal"):
+        parse_spec("x.gz:anomalous:abc")

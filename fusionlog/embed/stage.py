@@ -46,7 +46,7 @@ def open_store(run: Path):  # noqa: ANN201
 def stored(run: Path) -> pa.Table | None:
     """The LanceDB ``templates`` table as Arrow, or None before the first embed."""
     db = open_store(run)
-    return db.open_table(TABLE).to_arrow() if TABLE in db.table_names() else None
+    return db.open_table(TABLE).to_arrow() if TABLE in db.list_tables().tables else None
 
 
 def _key(system: str, tid: int, template: str, model: str) -> str:

@@ -4,11 +4,16 @@ As in the ait-aecid copies of loghub: event id k is line k (1-based) of the temp
 sequence file has one label for all of its sessions (normal / anomalous / unknown). There are no
 timestamps, so the split is by position: the first 60 % of each file's sessions train, and so on
 (every file contributes to every split in its own order; nothing is shuffled).
+
+A file may be sampled (``PATH:label:fraction``): a session is kept iff a hash of its id falls below
+the fraction, so the same sessions are kept on every run. The ait HDFS normal file is a ~1 % sample
+of HDFS's normal blocks; sampling the anomalous file at 1 % too restores HDFS's natural anomaly rate.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,7 @@ class SequenceResult:
     anomalous_windows: int = 0
     bad_lines: list[str] = field(default_factory=list)
     duplicates_across_files: int = 0
+    sampled_out: int = 0  # sessions left out by a file's sampling fraction (read = kept + sampled out + bad)
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -40,18 +46,36 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.StringIO(raw.decode("utf-8"))
 
 
-def parse_spec(spec: str) -> tuple[Path, int | None]:
-    """``path:label`` (label normal|anomalous|unknown) -> (path, label)."""
-    path, sep, label = spec.rpartition(":")
-    if not sep or label not in LABELS:
-        raise ValueError(f"sequence spec {spec!r} must be PATH:normal|anomalous|unknown")
-    return Path(path), LABELS[label]
+def parse_spec(spec: str) -> tuple[Path, int | None, float]:
+    """``path:label[:fraction]`` (label normal|anomalous|unknown) -> (path, label, fraction)."""
+    head, sep, last = spec.rpartition(":")
+    fraction = 1.0
+    try:
+        fraction = float(last) if sep and last not in LABELS else 1.0
+    except ValueError:
+        pass  # not a number: reported below as a bad label
+    else:
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"sequence spec {spec!r}: the fraction must be in (0, 1]")
+        if last not in LABELS:
+            head, sep, last = head.rpartition(":")
+    if not sep or last not in LABELS:
+        raise ValueError(f"sequence spec {spec!r} must be PATH:normal|anomalous|unknown[:fraction]")
+    return Path(head), LABELS[last], fraction
+
+
+def keep(session: str, fraction: float) -> bool:
+    """Deterministic sampling by session id."""
+    if fraction >= 1.0:
+        return True
+    h = int.from_bytes(hashlib.blake2b(session.encode("utf-8"), digest_size=8).digest(), "big")
+    return h / 2**64 < fraction
 
 
 def ingest_sequences(
     system: str,
     templates_csv: Path,
-    sequences: list[tuple[Path, int | None]],
+    sequences: list[tuple[Path, int | None]] | list[tuple[Path, int | None, float]],
     out: Path,
     splits: dict[str, float] | None = None,
 ) -> SequenceResult:
@@ -67,7 +91,8 @@ def ingest_sequences(
     cols: dict[str, list] = {n: [] for n in contracts.WINDOWS.names}
     seen: dict[str, int] = {}
     quarantine: list[tuple[str, int, bytes, str]] = []
-    for path, label in sequences:
+    for path, label, *rest in sequences:
+        fraction = rest[0] if rest else 1.0
         if not path.exists():
             raise FileNotFoundError(f"sequence file not found: {path}")
         rows = []
@@ -83,6 +108,9 @@ def ingest_sequences(
             except ValueError as exc:
                 res.bad_lines.append(f"{path}:{no}: {exc}: {line[:80]!r}")
                 quarantine.append((str(path), no, line.encode("utf-8"), f"bad_sequence: {exc}"))
+                continue
+            if not keep(sid, fraction):
+                res.sampled_out += 1
                 continue
             rows.append((sid, ids, no))
         p_train = splits.get("train", 0.0)

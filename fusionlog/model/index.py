@@ -14,16 +14,26 @@ class TemplateIndex:
         systems = store["system"].to_pylist()
         ids = store["template_id"].to_pylist()
         self.row = {(s, int(t)): k + 1 for k, (s, t) in enumerate(zip(systems, ids, strict=True))}
-        self.vectors = torch.from_numpy(np.stack(store["vector"].to_numpy(zero_copy_only=False)).astype(np.float32))
+        vec = store["vector"].to_numpy(zero_copy_only=False)
+        self.vectors = torch.from_numpy(np.stack(vec).astype(np.float32) if len(vec) else np.zeros((0, 1), np.float32))
 
-    def windows(self, system: str, template_ids: list[list[int]], max_len: int) -> torch.Tensor:
-        """(batch, time) long tensor; a window longer than ``max_len`` keeps its last ``max_len`` templates."""
+    def rows(self, system: str, template_ids: list[list[int]], max_len: int) -> list[np.ndarray]:
+        """One int32 array of table rows per window; a window longer than ``max_len`` keeps its last ones."""
+        row = self.row
         try:
-            rows = [[self.row[(system, int(t))] for t in ids[-max_len:]] for ids in template_ids]
+            return [np.fromiter((row[(system, int(t))] for t in ids[-max_len:]), np.int32) for ids in template_ids]
         except KeyError as exc:
             raise ValueError(f"template {exc.args[0]} has no vector: run `fusionlog embed`") from None
-        width = max(1, max((len(r) for r in rows), default=1))
-        out = torch.zeros(len(rows), width, dtype=torch.long)
-        for k, r in enumerate(rows):
-            out[k, : len(r)] = torch.tensor(r, dtype=torch.long)
-        return out
+
+    def windows(self, system: str, template_ids: list[list[int]], max_len: int) -> torch.Tensor:
+        """(batch, time) long tensor, right-padded with 0."""
+        return pad(self.rows(system, template_ids, max_len))
+
+
+def pad(rows: list[np.ndarray]) -> torch.Tensor:
+    """Right-pad rows of template indices with 0 into a (batch, time) long tensor."""
+    width = max(1, max((len(r) for r in rows), default=1))
+    out = np.zeros((len(rows), width), np.int64)
+    for k, r in enumerate(rows):
+        out[k, : len(r)] = r
+    return torch.from_numpy(out)

@@ -57,7 +57,7 @@ def route(run: Path, sources: list[str], target: str, cfg: RouteConfig | None = 
     def xsim(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"window_id": batch["window_id"], "x_sim": window_xsim(list(batch["template_ids"]), sim)}
 
-    ds = ray.data.read_parquet(str(wdir), columns=["window_id", "template_ids"])
+    ds = ray.data.read_parquet(str(wdir)).select_columns(["window_id", "template_ids"])
     parts = list(ds.map_batches(xsim, batch_format="numpy", num_cpus=0.5).iter_batches(batch_format="numpy",
                                                                                          batch_size=None))
     ids = np.concatenate([p["window_id"] for p in parts]) if parts else np.array([], object)
