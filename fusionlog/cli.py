@@ -136,6 +136,8 @@ def route(
     tau: Annotated[float | None, typer.Option(help="fixed threshold (default: mean of x_sim)")] = None,
     tau_quantile: Annotated[float | None, typer.Option(help="threshold at this quantile of x_sim")] = None,
     sweep: Annotated[bool, typer.Option(help="also print the split for tau = 0.50 .. 0.90")] = False,
+    model: Annotated[Path | None, typer.Option(help="with --sweep and a labeled target: a trained model "
+                                                    "(runs/<run>/models/...) whose F1 per branch is printed")] = None,
 ) -> None:
     """Route the target's windows: general (close to the sources) or proprietary."""
     from fusionlog.config import RouteConfig
@@ -145,8 +147,40 @@ def route(
     share = r.general / r.windows if r.windows else 0.0
     console.print(f"{r.target} <- {'+'.join(r.sources)}: tau {r.tau:.3f}; {r.windows} windows: {r.general} general "
                   f"({share:.1%}), {r.proprietary} proprietary; {r.seconds:.1f} s")
+    f1 = _branch_f1(run, target, model) if sweep and model else {}
     for row in r.sweep:
-        console.print(f"  tau {row['tau']:.2f}: {row['general']} general, {row['proprietary']} proprietary")
+        extra = ""
+        if row["tau"] in f1:
+            g, p = f1[row["tau"]]["general"]["f1"], f1[row["tau"]]["proprietary"]["f1"]
+            extra = "; F1 general " + ("-" if g is None else f"{g:.3f}") + ", proprietary " + (
+                "-" if p is None else f"{p:.3f}")
+        console.print(f"  tau {row['tau']:.2f}: {row['general']} general, {row['proprietary']} proprietary{extra}")
+
+
+def _branch_f1(run: Path, target: str, model: Path) -> dict[float, dict]:
+    """F1 of ``model`` on each branch per tau, where the target has labels (else empty)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from fusionlog.evaluate.stage import branch_sweep
+    from fusionlog.model.score import score_system
+    from fusionlog.route.stage import SWEEP
+    from fusionlog.train.data import read_windows
+
+    t = read_windows(run, target, ["window_id", "label"])
+    t = t.filter(pc.is_valid(t["label"]))
+    if t.num_rows == 0:
+        console.print("[yellow]note:[/] the target has no labels: no F1 per branch")
+        return {}
+    ids, scores = score_system(run, model, target)
+    pos = dict(zip(ids, scores.tolist(), strict=True))
+    routes = pq.read_table(run / "routes" / f"system={target}", columns=["window_id", "x_sim"])
+    xs = dict(zip(routes["window_id"].to_pylist(), routes["x_sim"].to_pylist(), strict=True))
+    wid = t["window_id"].to_pylist()
+    rows = branch_sweep(np.array(t["label"].to_pylist()), [np.array([pos[i] for i in wid])],
+                        np.array([xs[i] for i in wid]), 0.5, SWEEP)
+    return {r["tau"]: r for r in rows}
 
 
 @app.command()

@@ -351,6 +351,7 @@ class TrainConfig(_Model):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)  # leave a CPU for the driver on small machines
     threads_per_worker: int = Field(1, ge=1)
+    max_failures: int = Field(2, ge=0)  # a lost worker restarts the (deterministic) loop from step 0
     seed: int = 0
 
 

@@ -23,6 +23,7 @@ from fusionlog.evaluate.data_checks import duplicates, label_balance, signature_
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.io import atomic_write_text
 from fusionlog.model.score import score_system
+from fusionlog.route.stage import SWEEP
 from fusionlog.train.data import read_windows
 from fusionlog.train.stage import train
 
@@ -53,6 +54,21 @@ def _metrics(y: np.ndarray, score: np.ndarray, general: np.ndarray, threshold: f
     return out
 
 
+def branch_sweep(y: np.ndarray, scores: list[np.ndarray], xs: np.ndarray, threshold: float,
+                 taus: list[float]) -> list[dict]:
+    """Per tau: the windows routed each way, and the F1 (mean over ``scores``, one per seed) of the model on
+    each branch. The proprietary branch here is scored by the same small model (before distillation)."""
+    out = []
+    for tau in taus:
+        row: dict = {"tau": tau}
+        for name, sel in (("general", xs >= tau), ("proprietary", xs < tau)):
+            f1 = [binary_metrics(y[sel], s[sel], threshold)["f1"] for s in scores] if sel.any() else []
+            row[name] = {"n": int(sel.sum()), "anomalous": int(y[sel].sum()),
+                         "f1": float(np.mean(f1)) if f1 else None}
+        out.append(row)
+    return out
+
+
 def _summary(runs: list[dict]) -> dict:
     out = {}
     for scope in ("all", "general"):
@@ -75,6 +91,7 @@ def evaluate(run: Path, exp: ExperimentConfig, progress: Callable[[str], None] |
     th = exp.evaluate.threshold
     methods: dict[str, dict] = {}
     trained: dict[str, list[dict]] = {}
+    scored: dict[str, list[np.ndarray]] = {}
     for mode in exp.evaluate.modes:
         for seed in exp.evaluate.seeds:
             cfg = exp.train.model_copy(update={"mode": mode, "seed": seed})
@@ -82,7 +99,9 @@ def evaluate(run: Path, exp: ExperimentConfig, progress: Callable[[str], None] |
             res = train(run, exp.sources, exp.target, cfg, exp.model)
             wid, score = score_system(run, Path(res.model_dir), exp.target)
             pos = dict(zip(wid, score.tolist(), strict=True))
-            m = _metrics(y, np.array([pos[i] for i in ids]), general, th)
+            score = np.array([pos[i] for i in ids])
+            scored.setdefault(mode, []).append(score)
+            m = _metrics(y, score, general, th)
             m.update({"seed": seed, "best_step": res.best_step, "val": res.val, "train_seconds": res.seconds,
                       "reused": res.reused, "notes": res.notes})
             trained.setdefault(mode, []).append(m)
@@ -100,7 +119,9 @@ def evaluate(run: Path, exp: ExperimentConfig, progress: Callable[[str], None] |
         "route": {"general": int(general.sum()), "proprietary": int((~general).sum()), "tau": _tau(run, exp.target)},
         "label_balance": {s: label_balance(run, s) for s in [*exp.sources, exp.target]},
         "duplicates": duplicates(run, exp.sources, exp.target), "signature_ceiling": ceiling,
-        "methods": methods, "seconds": time.perf_counter() - t0,
+        "methods": methods,
+        "sweep": {mode: branch_sweep(y, sc, xs, th, SWEEP) for mode, sc in scored.items()},
+        "seconds": time.perf_counter() - t0,
     }
     out = run / "eval"
     atomic_write_text(out / f"{exp.name}.json", json.dumps(result, indent=2, default=float))
@@ -118,6 +139,10 @@ def _source_train_labels(run: Path, sources: list[str]) -> list[int]:
 
 def _tau(run: Path, target: str) -> float:
     return float(json.loads((Path(run) / "stats" / f"route_{target}.json").read_text())["tau"])
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _pm(d: dict | None, key: str) -> str:
@@ -141,6 +166,16 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {_pm(a, 'f1')} | {_pm(a, 'precision')} | {_pm(a, 'recall')} | {_pm(a, 'pr_auc')} "
                      f"| {_pm(a, 'balanced_accuracy')} | {gen} |")
     a = result["methods"][next(iter(result["methods"]))]["all"]
+    sweep = result.get("sweep", {})
+    if sweep:
+        mode = "meta_align" if "meta_align" in sweep else next(iter(sweep))
+        lines += ["", f"τ sweep ({mode}, F1 mean over seeds; both branches scored by the small model):", "",
+                  "| τ | general (anom.) | F1 general | proprietary (anom.) | F1 proprietary |",
+                  "|---|---|---|---|---|"]
+        for row in sweep[mode]:
+            g, p = row["general"], row["proprietary"]
+            lines.append(f"| {row['tau']:.2f} | {g['n']} ({g['anomalous']}) | {_f(g['f1'])} | {p['n']} "
+                         f"({p['anomalous']}) | {_f(p['f1'])} |")
     c = result["signature_ceiling"]
     lines += ["", f"Target windows evaluated: {a['n']} ({a['positives']} anomalous), {c['distinct']} distinct template "
               f"sequences; {c['windows_in_conflict']} windows share their sequence with windows of the other label, "

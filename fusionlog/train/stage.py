@@ -57,14 +57,14 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
           mcfg: ModelConfig | None = None, name: str | None = None, reuse: bool = True) -> TrainResult:
     """Train the small model on ``sources`` (aligned to ``target``'s general windows in ``meta_align``)."""
     import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig, TrainingFailedError
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
 
     cfg, mcfg = cfg or TrainConfig(), mcfg or ModelConfig()
     run = Path(run).resolve()
     name = name or f"{cfg.mode}-s{cfg.seed}"
     out = model_dir(run, target, name)
-    key = config_hash(sources, target, cfg.model_dump(), mcfg.model_dump(),
+    key = config_hash(sources, target, cfg.model_dump(exclude={"max_failures"}), mcfg.model_dump(),
                       _store_version(run, [*sources, *([target] if target else [])]))
     meta = out / "model.json"
     if reuse and meta.exists() and json.loads(meta.read_text())["config_hash"] == key:
@@ -87,7 +87,8 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
         train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "bundle": ray.put(bundle)},
         scaling_config=scaling,
         run_config=RunConfig(name=f"{target or '_sources'}-{name}-{key}", storage_path=str(storage),
-                             checkpoint_config=CheckpointConfig(num_to_keep=1)),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             failure_config=FailureConfig(max_failures=cfg.max_failures)),
     )
     try:
         result = trainer.fit()

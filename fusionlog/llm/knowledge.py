@@ -1,0 +1,76 @@
+"""The RAG knowledge base: labeled windows (one per distinct signature) with their window vectors, in the
+run's LanceDB (table ``knowledge``). A window vector is the normalised mean of its template vectors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from fusionlog.embed.stage import open_store
+
+TABLE = "knowledge"
+
+
+def window_vector(vectors: np.ndarray) -> np.ndarray:
+    v = vectors.mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1], np.float32)
+    n = np.linalg.norm(v)
+    return (v / n if n else v).astype(np.float32)
+
+
+@dataclass
+class Example:
+    label: str
+    window: str  # rendered, as in the prompt
+    distance: float
+
+
+class KnowledgeBase:
+    """Add labeled windows; search the k nearest by cosine distance; a version that changes with the content."""
+
+    def __init__(self, run: Path) -> None:
+        self.db = open_store(run)
+
+    def add(self, rows: list[dict]) -> None:
+        """rows: key (unique, e.g. system:signature), system, label (normal|anomalous), window, origin, vector."""
+        if not rows:
+            return
+        table = pa.table({
+            "key": [r["key"] for r in rows], "system": [r["system"] for r in rows],
+            "label": [r["label"] for r in rows], "window": [r["window"] for r in rows],
+            "origin": [r["origin"] for r in rows],
+            "vector": pa.array([np.asarray(r["vector"], np.float32) for r in rows],
+                               pa.list_(pa.float32(), len(rows[0]["vector"]))),
+        })
+        if TABLE in self.db.list_tables().tables:
+            tbl = self.db.open_table(TABLE)
+            tbl.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(table)
+        else:
+            self.db.create_table(TABLE, table)
+
+    def size(self) -> int:
+        return self.db.open_table(TABLE).count_rows() if TABLE in self.db.list_tables().tables else 0
+
+    def version(self) -> str:
+        if TABLE not in self.db.list_tables().tables:
+            return "empty"
+        t = self.db.open_table(TABLE).to_arrow().select(["key", "label"]).sort_by("key")
+        text = "\n".join(f"{k}\t{v}" for k, v in zip(t["key"].to_pylist(), t["label"].to_pylist(), strict=True))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def search(self, vector: np.ndarray, k: int) -> list[Example]:
+        if k <= 0 or TABLE not in self.db.list_tables().tables:
+            return []
+        hits = self.db.open_table(TABLE).search(np.asarray(vector, np.float32)).metric("cosine").limit(k).to_list()
+        return [Example(h["label"], h["window"], float(h["_distance"])) for h in hits]
+
+
+def knn_vote(examples: list[Example]) -> str | None:
+    """The majority label of the neighbours (ties: anomalous); None without neighbours."""
+    if not examples:
+        return None
+    anomalous = sum(e.label == "anomalous" for e in examples)
+    return "anomalous" if anomalous * 2 >= len(examples) else "normal"
