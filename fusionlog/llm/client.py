@@ -35,7 +35,7 @@ SCHEMA = {
     "properties": {
         "label": {"type": "string", "enum": list(LABELS)},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        "reason": {"type": "string", "maxLength": 200},
+        "reason": {"type": "string", "maxLength": 100},  # fits max_tokens with the other two fields
     },
     "required": ["label", "confidence", "reason"],
     "additionalProperties": False,
@@ -57,7 +57,7 @@ class ChatClient:
     """POST ``{base_url}/chat/completions``; ``api_key_env`` names the environment variable of the key."""
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 120.0,
-                 max_tokens: int = 96, retries: int = 3, backoff_s: float = 1.0, structured: bool = True) -> None:
+                 max_tokens: int = 128, retries: int = 3, backoff_s: float = 1.0, structured: bool = True) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.key = os.environ.get(api_key_env, "") if api_key_env else ""
@@ -89,11 +89,16 @@ class ChatClient:
                 self.stats.calls += 1
                 try:
                     out = self._post(body)
-                    text = out["choices"][0]["message"]["content"] or ""
+                    choice = out["choices"][0]
+                    text = choice["message"]["content"] or ""
                 except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError, TypeError,
                         json.JSONDecodeError) as exc:
                     self.stats.errors += 1
                     self._problem(f"request failed: {exc}")
+                    continue
+                if choice.get("finish_reason") == "length":
+                    self.stats.invalid += 1
+                    self._problem(f"answer cut at max_tokens={self.max_tokens}: {text[:120]!r}")
                     continue
                 try:
                     return Verdict.model_validate(json.loads(text))

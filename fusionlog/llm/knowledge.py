@@ -61,10 +61,14 @@ class KnowledgeBase:
         text = "\n".join(f"{k}\t{v}" for k, v in zip(t["key"].to_pylist(), t["label"].to_pylist(), strict=True))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def search(self, vector: np.ndarray, k: int) -> list[Example]:
+    def search(self, vector: np.ndarray, k: int, system: str | None = None) -> list[Example]:
+        """The ``k`` nearest labeled windows (of ``system`` only, when given)."""
         if k <= 0 or TABLE not in self.db.list_tables().tables:
             return []
-        hits = self.db.open_table(TABLE).search(np.asarray(vector, np.float32)).metric("cosine").limit(k).to_list()
+        q = self.db.open_table(TABLE).search(np.asarray(vector, np.float32)).metric("cosine")
+        if system is not None:
+            q = q.where("system = '" + system.replace("'", "''") + "'", prefilter=True)
+        hits = q.limit(k).to_list()
         return [Example(h["label"], h["window"], float(h["_distance"])) for h in hits]
 
 

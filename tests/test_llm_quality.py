@@ -1,0 +1,41 @@
+"""Label-quality plumbing on real OpenStack instance sequences, with a TEST DOUBLE of the HTTP endpoint
+(its labels are the double's, never reported): knowledge base in LanceDB, few-shot prompts, kNN vote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from fusionlog.config import EmbedConfig, LLMConfig
+from fusionlog.llm.client import ChatClient
+from fusionlog.llm.quality import label_quality
+from tests.fake_openai import FakeOpenAIEndpoint
+
+
+def test_label_quality_plumbing(ray_local, data: Path, tmp_path: Path) -> None:
+    from fusionlog.embed.stage import embed
+    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
+
+    ingest_sequences("OpenStack", data / "OpenStack/OpenStack_templates.csv",
+                     [parse_spec(f"{data}/OpenStack/openstack_test_normal.gz:normal"),
+                      parse_spec(f"{data}/OpenStack/openstack_test_abnormal.gz:anomalous")], tmp_path)
+    embed(tmp_path, EmbedConfig())
+
+    def answer(body: dict) -> str:
+        user = body["messages"][1]["content"]
+        label = "anomalous" if "Example (" in user else "normal"  # few-shot -> anomalous, zero-shot -> normal
+        return json.dumps({"label": label, "confidence": 0.5, "reason": "double"})
+
+    with FakeOpenAIEndpoint(answer) as fake:
+        client = ChatClient(fake.url, "double", backoff_s=0.01)
+        res = label_quality(tmp_path, "OpenStack", client, LLMConfig(k_examples=3), n=50)
+    w = pq.read_table(tmp_path / "windows/system=OpenStack").to_pandas()
+    test_sigs = {tuple(x) for x in w[w.split == "test"].template_ids}
+    assert res["items"] == min(50, len(test_sigs)) and 0 < res["kb_items"]
+    assert res["zero_shot"]["recall"] == 0.0 and res["few_shot"]["recall"] == 1.0  # the double's rule, end to end
+    assert res["zero_shot"]["calls"] == res["few_shot"]["calls"] == res["items"]
+    few = [b for b in fake.requests if "Example (" in b["messages"][1]["content"]]
+    assert len(few) == res["items"] and all(b["messages"][1]["content"].count("Example (") == 3 for b in few)
+    assert 0.0 <= res["knn_vote"]["accuracy"] <= 1.0 and res["items_in_kb"] <= res["items"]
