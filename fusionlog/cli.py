@@ -274,8 +274,11 @@ def synth(
 
 @app.command()
 @_errors
-def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo")) -> None:
-    """Ingest the shipped samples (HDFS_20000 with block labels, BGL_2k, OpenStack_2k) and summarize."""
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
+    transfer: Annotated[bool, typer.Option(help="then the HDFS+OpenStack -> BGL transfer, ending in a report")] = True,
+) -> None:
+    """Ingest the shipped samples, then a real cross-system transfer (HDFS + OpenStack -> BGL) with a report."""
     from fusionlog.ingest.stage import ingest as run
 
     data = REPO / "data"
@@ -287,7 +290,23 @@ def demo(out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo")) 
     ]
     for system, inputs, labels, window in jobs:
         print_ingest(run(system, inputs, out, labels=labels or None, window=window))
-    console.print(f"[bold green]done:[/] Parquet tables under {out.resolve()}")
+    console.print(f"[bold green]ingested:[/] Parquet tables under {out.resolve()}")
+    if transfer:
+        from fusionlog.config import load_experiment
+        from fusionlog.evaluate.stage import evaluate as run_eval
+        from fusionlog.evaluate.stage import markdown
+        from fusionlog.experiment import prepare as run_prepare
+
+        exp = load_experiment("hdfs_openstack_to_bgl")
+        exp = exp.model_copy(update={"evaluate": exp.evaluate.model_copy(
+            update={"seeds": [0], "modes": ["source_only", "meta_align"], "reference": False})})
+        tdir = out / "transfer"
+        console.print(f"[bold]transfer[/] {exp.description}: prepare, then train {exp.evaluate.modes} (seed 0)")
+        p = run_prepare(exp, tdir)
+        console.print(f"routed: {p.route.general} general / {p.route.proprietary} proprietary (tau {p.route.tau:.3f})")
+        res = run_eval(tdir, exp, lambda msg: console.print(f"[dim]{msg}[/]"))
+        console.print(markdown(res))
+        console.print(f"[bold green]report:[/] {tdir.resolve() / 'eval' / (exp.name + '.md')}")
 
 
 models = typer.Typer(no_args_is_help=True, help="The labeling LLM's model files.")
@@ -385,6 +404,16 @@ def bench_embed(
     run([int(x) for x in actors.split(",")], out, threads=threads)
 
 
+def _llm_cfg(model_path: Path | None):  # noqa: ANN202
+    """conf/llm.yaml, with the served model replaced when a path is given."""
+    from fusionlog.config import load_llm
+
+    cfg = load_llm()
+    if model_path:
+        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"model_path": str(model_path)})})
+    return cfg
+
+
 @bench.command("llm")
 @_errors
 def bench_llm(
@@ -398,12 +427,9 @@ def bench_llm(
 ) -> None:
     """LLM labeling windows/s and calls/s (concurrency x replicas, cold and warm cache) vs the kNN vote."""
     from fusionlog.bench.llm import speed
-    from fusionlog.config import load_llm
 
-    cfg = load_llm()
-    if model_path:
-        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"model_path": str(model_path)})})
-    rows = speed(run, system, cfg, n, [int(x) for x in replicas.split(",")], [int(x) for x in concurrency.split(",")])
+    rows = speed(run, system, _llm_cfg(model_path), n, [int(x) for x in replicas.split(",")],
+                 [int(x) for x in concurrency.split(",")])
     if out:
         out.write_text(json.dumps(rows, indent=2))
 
@@ -419,12 +445,8 @@ def bench_llm_quality(
 ) -> None:
     """LLM accuracy/F1 zero-shot and few-shot (RAG), and the kNN vote, on real labeled windows."""
     from fusionlog.bench.llm import quality
-    from fusionlog.config import load_llm
 
-    cfg = load_llm()
-    if model_path:
-        cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"model_path": str(model_path)})})
-    quality(run, systems.split(","), cfg, n, out)
+    quality(run, systems.split(","), _llm_cfg(model_path), n, out)
 
 
 def main() -> None:  # pragma: no cover

@@ -363,6 +363,8 @@ class EvalConfig(_Model):
     modes: list[Literal["source_only", "meta", "meta_align"]] = Field(
         default_factory=lambda: ["source_only", "meta", "meta_align"], min_length=1)
     threshold: float = Field(0.5, gt=0, lt=1)
+    reference: bool = True  # also train on the target's own labels (train split) and score its test split:
+    # an in-domain upper reference, reported apart (it reads the target's labels; the zero-label modes do not)
 
 
 class DatasetSpec(_Model):

@@ -175,7 +175,10 @@ def test_evaluate_reports_methods_and_baselines(run: Path) -> None:
     labels = pq.read_table(run / "windows/system=OpenStack")["label"].to_numpy()
     p = labels.mean()
     m = res["methods"]
-    assert set(m) == {"source_only", "majority", "all_anomalous", "router_novelty"}
+    assert set(m) == {"source_only", "majority", "all_anomalous", "router_novelty", "reference_in_domain"}
+    test_windows = pq.read_table(run / "windows/system=OpenStack").to_pandas().query("split == 'test'")
+    assert m["reference_in_domain"]["all"]["n"] == len(test_windows)  # the reference is scored on the test split
+    assert {r["tau"] for r in res["sweep"]["source_only"]} >= {0.5, 0.9}
     assert m["all_anomalous"]["all"]["f1"]["mean"] == pytest.approx(2 * p / (1 + p))
     assert m["source_only"]["all"]["n"] == len(labels) and m["source_only"]["all"]["positives"] == labels.sum()
     assert res["label_balance"]["OpenStack"]["test"]["anomalous"] > 0
