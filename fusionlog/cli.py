@@ -309,6 +309,31 @@ def demo(
         console.print(f"[bold green]report:[/] {tdir.resolve() / 'eval' / (exp.name + '.md')}")
 
 
+@app.command()
+@_errors
+def label(
+    system: Annotated[str, typer.Option("--system", "-s", help="the system whose windows are labeled")],
+    run: Annotated[Path, typer.Option("--run", "-r", help="run directory (ingested, embedded)")] = Path("runs/default"),
+    kb: Annotated[str, typer.Option(help="comma-separated labeled systems for few-shot examples ('' = zero-shot)")]
+    = "",
+    proprietary: Annotated[bool, typer.Option(help="only the windows the router sent to the proprietary branch")]
+    = False,
+    conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+) -> None:
+    """Label windows with the LLM (conf/llm.yaml): one call per distinct signature, cached; -> llm_labels/."""
+    _conf(conf)
+    from fusionlog.config import load_llm
+    from fusionlog.llm.endpoint import llm_client
+    from fusionlog.llm.stage import label_system
+
+    cfg = load_llm()
+    with llm_client(cfg) as client:
+        stats = label_system(run, system, client, cfg, [s for s in kb.split(",") if s], proprietary)
+    console.print(f"{system}: {stats.line()}; -> {run / 'llm_labels' / f'system={system}'}")
+    for p in stats.problems[:5]:
+        console.print(f"[yellow]note:[/] {p}")
+
+
 models = typer.Typer(no_args_is_help=True, help="The labeling LLM's model files.")
 serve_app = typer.Typer(no_args_is_help=True, help="Services (the labeling LLM).")
 app.add_typer(models, name="models")

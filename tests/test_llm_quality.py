@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from fusionlog.config import EmbedConfig, LLMConfig
 from fusionlog.llm.client import ChatClient
@@ -14,14 +15,21 @@ from fusionlog.llm.quality import label_quality
 from tests.fake_openai import FakeOpenAIEndpoint
 
 
-def test_label_quality_plumbing(ray_local, data: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def run(ray_local, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fusionlog.embed.stage import embed
     from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 
+    out = tmp_path_factory.mktemp("llm") / "run"
     ingest_sequences("OpenStack", data / "OpenStack/OpenStack_templates.csv",
                      [parse_spec(f"{data}/OpenStack/openstack_test_normal.gz:normal"),
-                      parse_spec(f"{data}/OpenStack/openstack_test_abnormal.gz:anomalous")], tmp_path)
-    embed(tmp_path, EmbedConfig())
+                      parse_spec(f"{data}/OpenStack/openstack_test_abnormal.gz:anomalous")], out)
+    embed(out, EmbedConfig())
+    return out
+
+
+def test_label_quality_plumbing(run: Path) -> None:
+    tmp_path = run
 
     def answer(body: dict) -> str:
         user = body["messages"][1]["content"]
@@ -39,3 +47,18 @@ def test_label_quality_plumbing(ray_local, data: Path, tmp_path: Path) -> None:
     few = [b for b in fake.requests if "Example (" in b["messages"][1]["content"]]
     assert len(few) == res["items"] and all(b["messages"][1]["content"].count("Example (") == 3 for b in few)
     assert 0.0 <= res["knn_vote"]["accuracy"] <= 1.0 and res["items_in_kb"] <= res["items"]
+
+
+def test_label_stage_writes_every_window_and_caches(run: Path) -> None:
+    from fusionlog.llm.stage import label_system
+
+    answer = json.dumps({"label": "normal", "confidence": 0.9, "reason": "double"})
+    with FakeOpenAIEndpoint(lambda body: answer) as fake:
+        cfg = LLMConfig(k_examples=2)
+        first = label_system(run, "OpenStack", ChatClient(fake.url, "double"), cfg, kb_systems=[])
+        again = label_system(run, "OpenStack", ChatClient(fake.url, "double"), cfg, kb_systems=[])
+    out = pq.read_table(run / "llm_labels/system=OpenStack").to_pandas()
+    windows = pq.read_table(run / "windows/system=OpenStack").num_rows
+    assert len(out) == windows == first.windows and set(out["label"]) == {"normal"} and not out["abstained"].any()
+    assert first.signatures == out["signature"].nunique() < windows and first.llm_calls == first.signatures
+    assert (again.llm_calls, again.cache_hits) == (0, first.signatures) and len(fake.requests) == first.signatures

@@ -206,7 +206,7 @@ def markdown(result: dict) -> str:
                   "|---|---|---|---|---|"]
         for row in sweep[mode]:
             g, p = row["general"], row["proprietary"]
-            lines.append(f"| {row['tau']:.2f} | {g['n']} ({g['anomalous']}) | {_f(g['f1'])} | {p['n']} "
+            lines.append(f"| {row['tau']:.3f} | {g['n']} ({g['anomalous']}) | {_f(g['f1'])} | {p['n']} "
                          f"({p['anomalous']}) | {_f(p['f1'])} |")
     c = result["signature_ceiling"]
     lines += ["", "val F1: on the validation split of the training data (the sources; the target for the reference).",

@@ -8,6 +8,7 @@ the file name plus a hash of its text, so a changed prompt never reuses cached a
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ class Prompt:
     user: str
     example: str
     version: str
+    quote_lines: bool = False  # each event as a JSON string (data, visibly)
 
 
 def load_prompt(name: str = "label_v1") -> Prompt:
@@ -37,7 +39,12 @@ def load_prompt(name: str = "label_v1") -> Prompt:
     if missing:
         raise ValueError(f"{path}: missing sections {sorted(missing)}")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Prompt(name, parts["system"].strip(), parts["user"].strip(), parts["example"].strip(), f"{name}@{digest}")
+    options = dict(re.findall(r"^(\w+):\s*(\S+)\s*$", parts.get("options", ""), flags=re.M))
+    unknown = set(options) - {"quote_lines"}
+    if unknown:
+        raise ValueError(f"{path}: unknown options {sorted(unknown)}")
+    return Prompt(name, parts["system"].strip(), parts["user"].strip(), parts["example"].strip(), f"{name}@{digest}",
+                  options.get("quote_lines", "false").lower() == "true")
 
 
 def clean(text: str, cap: int) -> str:
@@ -75,6 +82,11 @@ def render_window(templates: list[str], max_template_chars: int = 300, max_chars
 
 def build_messages(prompt: Prompt, system: str, window: str, examples: list[tuple[str, str]]) -> list[dict]:
     """Chat messages; ``examples`` are (label, rendered window) pairs from the knowledge base."""
+    if prompt.quote_lines:
+        def quote(text: str) -> str:
+            return "\n".join(json.dumps(line, ensure_ascii=False) for line in text.splitlines())
+
+        window, examples = quote(window), [(label, quote(w)) for label, w in examples]
     shots = "".join(prompt.example.format(label=label, window=w) + "\n\n" for label, w in examples)
     user = prompt.user.format(system=clean(system, 200), examples=shots, window=window)
     return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
