@@ -16,6 +16,15 @@ from pathlib import Path
 PROMPTS = Path(__file__).parent / "prompts"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _MARKERS = re.compile(r"<<<\s*LOGS|LOGS\s*>>>", re.IGNORECASE)
+# text that addresses the labeler rather than describing what a system did: withheld from the prompt
+# (the window keeps a visible placeholder, so the attempt itself stays in evidence)
+_ADDRESSED = re.compile(
+    r"(ignore|disregard|forget)\s+(all\s+|any\s+|the\s+)?(previous|prior|above|earlier)\s+(instructions|prompts?|rules)"
+    r"|\byou\s+are\s+(now|an?)\b|\b(system|assistant)\s*:|\"label\"\s*:|\banswer\s+(with\s+)?[{\"]"
+    r"|\b(classify|label)\s+(this|it|the\s+window)\s+as\b",
+    re.IGNORECASE,
+)
+WITHHELD = "[log text withheld: it addresses the labeler]"
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,16 @@ def load_prompt(name: str = "label_v1") -> Prompt:
                   options.get("quote_lines", "false").lower() == "true")
 
 
+def addresses_labeler(text: str) -> bool:
+    """Log text that looks like an instruction to the labeling model (prompt injection)."""
+    return bool(_ADDRESSED.search(text))
+
+
 def clean(text: str, cap: int) -> str:
-    """One log template as inert data: no control characters, no marker look-alikes, at most ``cap`` chars."""
+    """One log template as inert data: no control characters, no marker look-alikes, no text addressed to the
+    labeler, at most ``cap`` chars."""
+    if addresses_labeler(text):
+        return WITHHELD
     text = _MARKERS.sub("[marker]", _CONTROL.sub(" ", text)).replace("\n", " ")
     return text if len(text) <= cap else text[: cap - 1] + "…"
 
