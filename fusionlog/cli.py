@@ -467,11 +467,12 @@ def bench_llm_quality(
     n: Annotated[int, typer.Option(help="distinct test windows per system")] = 60,
     model_path: Annotated[Path | None, typer.Option(help="a prepared model (default: the default model)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+    injection_only: Annotated[bool, typer.Option(help="only the prompt-injection flips (same items)")] = False,
 ) -> None:
     """LLM accuracy/F1 zero-shot and few-shot (RAG), and the kNN vote, on real labeled windows."""
     from fusionlog.bench.llm import quality
 
-    quality(run, systems.split(","), _llm_cfg(model_path), n, out)
+    quality(run, systems.split(","), _llm_cfg(model_path), n, out, injection_only)
 
 
 def main() -> None:  # pragma: no cover

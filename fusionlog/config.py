@@ -452,7 +452,7 @@ class LLMConfig(_Model):
     api_key_env: str | None = None  # the environment variable holding the API key (never the key itself)
     structured: bool = True  # send the JSON schema as response_format (all vLLM / llama.cpp / Ollama do)
     cache_dir: str = "~/.cache/fusionlog/models"  # where `fusionlog models prepare` puts converted models
-    prompt: str = "label_v1"  # fusionlog/llm/prompts/<prompt>.txt
+    prompt: str = "label_v2"  # fusionlog/llm/prompts/<prompt>.txt (docs/llm.md: v1 vs v2)
     max_tokens: int = Field(128, ge=16)
     timeout_s: float = Field(120, gt=0)
     retries: int = Field(3, ge=0)

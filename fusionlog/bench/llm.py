@@ -18,7 +18,7 @@ from fusionlog.llm.endpoint import llm_client
 from fusionlog.llm.knowledge import KnowledgeBase, knn_vote
 from fusionlog.llm.label import Labeler
 from fusionlog.llm.prompt import load_prompt
-from fusionlog.llm.quality import _items, build_kb, describe, label_quality
+from fusionlog.llm.quality import _items, build_kb, describe, injection_check, label_quality
 
 console = Console(width=140)
 
@@ -57,11 +57,20 @@ def speed(run: Path, system: str, cfg: LLMConfig, n: int, replicas: list[int], c
     return rows
 
 
-def quality(run: Path, systems: list[str], cfg: LLMConfig, n: int, out: Path | None) -> list[dict]:
+def quality(run: Path, systems: list[str], cfg: LLMConfig, n: int, out: Path | None,
+            injection_only: bool = False) -> list[dict]:
     res = []
     with llm_client(cfg) as client:
         for s in systems:
-            res.append(label_quality(run, s, client, cfg, n=n))
+            if injection_only:
+                res.append(injection_check(run, s, client, cfg, n=min(n, 20)))
+                console.print(res[-1])
+            else:
+                res.append(label_quality(run, s, client, cfg, n=n))
+    if injection_only:
+        if out:
+            out.write_text(json.dumps(res, indent=2))
+        return res
     t = Table(title=f"LLM label quality ({cfg.serve.model_path or cfg.model or 'default model'})")
     for col in ("system", "items (anom.)", "in KB", "method", "accuracy", "precision", "recall", "F1", "abstained"):
         t.add_column(col, justify="right")

@@ -37,7 +37,7 @@ class Prompt:
     quote_lines: bool = False  # each event as a JSON string (data, visibly)
 
 
-def load_prompt(name: str = "label_v1") -> Prompt:
+def load_prompt(name: str = "label_v2") -> Prompt:
     path = PROMPTS / f"{name}.txt"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PROMPTS.glob("*.txt")))

@@ -62,6 +62,14 @@ def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:
     return len(items)
 
 
+def injection_check(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n: int = 20, seed: int = 0) -> dict:
+    """Only the injection flips, on the same items as :func:`label_quality` with the same seed."""
+    items = _items(run, system, "test")
+    random.Random(seed).shuffle(items)
+    return {"system": system, "prompt": cfg.prompt,
+            **injection_flips(client, load_prompt(cfg.prompt), describe(system), items[:n], cfg)}
+
+
 def label_quality(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n: int = 60, seed: int = 0,
                   cache: VerdictCache | None = None) -> dict:
     """Zero-shot, few-shot and kNN-vote accuracy/F1 on up to ``n`` distinct test sequences of ``system``."""
