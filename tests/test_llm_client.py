@@ -109,3 +109,16 @@ def test_crafted_text_does_not_change_the_request_outside_the_window() -> None:
         return text.split("\n<<<LOGS\n")[0] + text.split("\nLOGS>>>\n")[1]
 
     assert outside(a) == outside(b)
+
+
+def test_a_slow_endpoint_times_out_then_abstains() -> None:
+    import time
+
+    def slow(body: dict) -> str:
+        time.sleep(1.5)
+        return GOOD
+
+    with FakeOpenAIEndpoint(slow) as fake:
+        c = ChatClient(fake.url, "m", retries=1, backoff_s=0.01, timeout_s=0.5)
+        assert c.verdict([{"role": "user", "content": "x"}]) is None
+    assert c.stats.errors == 2 and c.stats.abstained == 1 and len(fake.requests) == 2

@@ -54,3 +54,19 @@ def test_serve_app_labels_through_the_client(fixture_model: Path) -> None:
     assert all(0.0 <= v.confidence <= 1.0 and len(v.reason) <= 100 for v in out.values())
     assert again["plain"] == out["plain"]
     assert client.stats.invalid == 0
+
+
+def test_gpu_config_is_built_from_config() -> None:
+    """The GPU path: the same builder, GPU bundles and tensor parallelism from config (no GPU needed)."""
+    from fusionlog.llm.serve import llm_config
+
+    cfg = ServeConfig(model_path="/models/qwen", accelerator="gpu", accelerator_type="L4", tensor_parallel_size=2,
+                      autoscaling={"min_replicas": 1, "max_replicas": 4}, cpus_per_replica=2)
+    c = llm_config(cfg)
+    assert c.engine_kwargs["tensor_parallel_size"] == 2 and c.accelerator_type == "L4"
+    assert c.placement_group_config["bundle_per_worker"] == {"CPU": 2, "GPU": 1}
+    assert c.deployment_config["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4}
+    assert "VLLM_CPU_KVCACHE_SPACE" not in c.runtime_env["env_vars"]
+    cpu = llm_config(ServeConfig(model_path="/models/qwen"))
+    assert cpu.placement_group_config["bundle_per_worker"] == {"CPU": 1}
+    assert cpu.runtime_env["env_vars"]["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"

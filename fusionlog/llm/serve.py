@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ray.serve.deployment import Application
     from ray.serve.llm import LLMConfig
 
+APP = "fusionlog-llm"
+
+
 def _model_source(path: str | Path) -> str:
     """An absolute path when the model is on this machine (replicas do not share the driver's cwd)."""
     p = Path(path).expanduser()
@@ -101,19 +104,23 @@ def start(cfg: ServeConfig, timeout_s: float = 600) -> str:
     if not ray.is_initialized():
         init_ray()
     serve.start(http_options={"host": c["host"], "port": c["port"]})
-    serve.run(build_app(cfg), name="fusionlog-llm", route_prefix="/", blocking=False)
+    serve.run(build_app(cfg), name=APP, route_prefix="/", blocking=False)
     base = f"http://{c['host']}:{c['port']}/v1"
     deadline = time.monotonic() + timeout_s
     while True:
+        status = serve.status().applications.get(APP)
         try:
-            with urllib.request.urlopen(f"{base}/models", timeout=10) as r:
-                if c["model_id"] in r.read().decode():
-                    return base
+            if status is not None and str(status.status).endswith("RUNNING"):  # every replica is up
+                with urllib.request.urlopen(f"{base}/models", timeout=10) as r:
+                    if c["model_id"] in r.read().decode():
+                        return base
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
+            detail = status.message if status is not None else "not deployed"
             stop()
-            raise TimeoutError(f"LLM app not ready at {base} after {timeout_s:.0f}s")
+            raise TimeoutError(f"LLM app not ready at {base} after {timeout_s:.0f}s "
+                               f"({c['num_replicas']} replica(s) of {c['cpus_per_replica']} CPU): {detail}")
         time.sleep(2)
 
 
