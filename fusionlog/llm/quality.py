@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from fusionlog.config import ConfigError, LLMConfig, load_system
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import ChatClient
-from fusionlog.llm.knowledge import KnowledgeBase, knn_vote, window_vector
+from fusionlog.llm.knowledge import KnowledgeBase, knn_vote
 from fusionlog.llm.label import Labeler, Window
 from fusionlog.llm.prompt import load_prompt, render_window
-from fusionlog.train.data import read_windows, template_index
+from fusionlog.llm.windows import WindowMaker
+from fusionlog.train.data import read_windows
 
 
 @dataclass
@@ -37,20 +37,12 @@ def describe(system: str) -> str:
 
 def _items(run: Path, system: str, split: str) -> list[Item]:
     t = read_windows(run, system, ["template_ids", "label", "split"])
-    tpl = pq.read_table(Path(run) / "templates" / f"system={system}", columns=["template_id", "template"])
-    text = dict(zip(tpl["template_id"].to_pylist(), tpl["template"].to_pylist(), strict=True))
-    index = template_index(run, [system])
-    vec = index.vectors.numpy()
+    make = WindowMaker(run, system)
     groups: dict[str, list] = {}
     for ids, y, s in zip(t["template_ids"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True):
         if s == split and y is not None:
             groups.setdefault(signature(ids), [ids, []])[1].append(y)
-    out = []
-    for sig, (ids, ys) in groups.items():
-        rows = np.array(index.rows(system, [ids], 10**6)[0]) - 1
-        w = Window(sig, ids, [text[i] for i in ids], window_vector(vec[rows]))
-        out.append(Item(w, int(np.mean(ys) >= 0.5), len(ys)))
-    return out
+    return [Item(make(sig, ids), int(np.mean(ys) >= 0.5), len(ys)) for sig, (ids, ys) in groups.items()]
 
 
 def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -14,11 +13,12 @@ from fusionlog.config import LLMConfig
 from fusionlog.io import atomic_dir
 from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import ChatClient
-from fusionlog.llm.knowledge import KnowledgeBase, window_vector
+from fusionlog.llm.knowledge import KnowledgeBase
 from fusionlog.llm.label import Labeler, LabelStats, Window
 from fusionlog.llm.prompt import load_prompt
 from fusionlog.llm.quality import build_kb, describe
-from fusionlog.train.data import general_window_ids, read_windows, template_index
+from fusionlog.llm.windows import WindowMaker
+from fusionlog.train.data import general_window_ids, read_windows
 
 LABELS = pa.schema([("window_id", pa.string()), ("signature", pa.string()), ("label", pa.string()),
                     ("confidence", pa.float32()), ("reason", pa.string()), ("abstained", pa.bool_())])
@@ -30,15 +30,8 @@ def windows_of(run: Path, system: str, only_proprietary: bool) -> list[Window]:
     if only_proprietary:
         general = general_window_ids(run, system)
         t = t.filter(pc.invert(pc.is_in(t["window_id"], value_set=pa.array(sorted(general), pa.string()))))
-    tpl = pq.read_table(Path(run) / "templates" / f"system={system}", columns=["template_id", "template"])
-    text = dict(zip(tpl["template_id"].to_pylist(), tpl["template"].to_pylist(), strict=True))
-    index = template_index(run, [system])
-    vec = index.vectors.numpy()
-    out = []
-    for wid, ids in zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True):
-        rows = np.array(index.rows(system, [ids], 10**6)[0]) - 1
-        out.append(Window(wid, ids, [text[i] for i in ids], window_vector(vec[rows])))
-    return out
+    make = WindowMaker(run, system)
+    return [make(wid, ids) for wid, ids in zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True)]
 
 
 def label_system(run: Path, system: str, client: ChatClient, cfg: LLMConfig, kb_systems: list[str],
