@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fusionlog.config import ConfigError
@@ -37,6 +38,11 @@ def _errors(fn):  # noqa: ANN001, ANN202
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _progress(msg: str) -> None:
+    """A progress line; the text is printed as is (``[stage]`` is not rich markup)."""
+    console.print(escape(msg), style="dim")
 
 
 def _conf(conf: Path | None) -> None:
@@ -250,7 +256,7 @@ def evaluate(
     if steps:
         exp = exp.model_copy(update={"train": exp.train.model_copy(update={"steps": steps})})
     run = run or Path("runs") / exp.name
-    res = run_eval(run, exp, lambda msg: console.print(f"[dim]{msg}[/]"))
+    res = run_eval(run, exp, _progress)
     from fusionlog.evaluate.stage import markdown
 
     console.print(markdown(res))
@@ -276,37 +282,77 @@ def synth(
 @_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
-    transfer: Annotated[bool, typer.Option(help="then the HDFS+OpenStack -> BGL transfer, ending in a report")] = True,
+    experiment: Annotated[str, typer.Option(help="the experiment to run")] = "hdfs_to_bgl",
 ) -> None:
-    """Ingest the shipped samples, then a real cross-system transfer (HDFS + OpenStack -> BGL) with a report."""
-    from fusionlog.ingest.stage import ingest as run
+    """The main job on the shipped samples: HDFS (labeled) -> BGL (unlabeled), from raw data to a report, with the
+    default LLM (Ray Serve vLLM on CPU)."""
+    from fusionlog.config import load_experiment
+    from fusionlog.pipeline import run_experiment
 
-    data = REPO / "data"
-    jobs = [
-        ("HDFS", [str(data / "HDFS/HDFS_20000.log.gz")], [str(data / "HDFS/hdfs_test_abnormal.gz")], None),
-        ("BGL", [str(data / "loghub_2k/BGL/BGL_2k.log.gz")], [], "line"),
-        ("OpenStack", [str(data / "loghub_2k/OpenStack/OpenStack_2k.log.gz")],
-         [str(data / "OpenStack/anomaly_labels.txt")], None),
-    ]
-    for system, inputs, labels, window in jobs:
-        print_ingest(run(system, inputs, out, labels=labels or None, window=window))
-    console.print(f"[bold green]ingested:[/] Parquet tables under {out.resolve()}")
-    if transfer:
-        from fusionlog.config import load_experiment
-        from fusionlog.evaluate.stage import evaluate as run_eval
-        from fusionlog.evaluate.stage import markdown
-        from fusionlog.experiment import prepare as run_prepare
+    exp = load_experiment(experiment)
+    console.print(f"[bold]{exp.description}[/]: modes {exp.run.compare}, run directory {out}")
+    res = run_experiment(exp, out, progress=_progress)
+    print_run(out, res)
 
-        exp = load_experiment("hdfs_openstack_to_bgl")
-        exp = exp.model_copy(update={"evaluate": exp.evaluate.model_copy(
-            update={"seeds": [0], "modes": ["source_only", "meta_align"], "reference": False})})
-        tdir = out / "transfer"
-        console.print(f"[bold]transfer[/] {exp.description}: prepare, then train {exp.evaluate.modes} (seed 0)")
-        p = run_prepare(exp, tdir)
-        console.print(f"routed: {p.route.general} general / {p.route.proprietary} proprietary (tau {p.route.tau:.3f})")
-        res = run_eval(tdir, exp, lambda msg: console.print(f"[dim]{msg}[/]"))
-        console.print(markdown(res))
-        console.print(f"[bold green]report:[/] {tdir.resolve() / 'eval' / (exp.name + '.md')}")
+
+@app.command("run")
+@_errors
+def run_cmd(
+    experiment: Annotated[str, typer.Argument(help="conf/experiments/<name>.yaml, or a path")],
+    run: Annotated[Path | None, typer.Option("--run", "-r", help="run directory (default runs/<name>)")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="re-run from this stage on")] = None,
+    until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
+    mode: Annotated[str | None, typer.Option(help="fusionlog | generallog | no-router | llm-only (default: config)")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="seed (default: the config's)")] = None,
+    conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+) -> None:
+    """ingest -> embed -> route -> train -> distill -> detect -> evaluate -> report; finished stages are skipped."""
+    _conf(conf)
+    from fusionlog.config import load_experiment
+    from fusionlog.pipeline import run_experiment
+
+    exp = load_experiment(experiment)
+    upd = {k: v for k, v in {"mode": mode, "seed": seed}.items() if v is not None}
+    if upd:
+        exp = exp.model_copy(update={"run": type(exp.run).model_validate({**exp.run.model_dump(), **upd})})
+    run = run or Path("runs") / exp.name
+    out = run_experiment(exp, run, from_stage, until, _progress)
+    print_run(run, out)
+
+
+def print_run(run: Path, out: dict) -> None:
+    ev = out.get("evaluate", {})
+    if ev.get("labeled"):
+        t = Table(title=f"F1 on {ev['labeled']} labeled target windows (labels read by evaluate only)")
+        t.add_column("method")
+        t.add_column("F1", justify="right")
+        for m, f in ev["f1"].items():
+            t.add_row(m, f"{f:.3f}")
+        console.print(t)
+    det = out.get("detect", {})
+    if det:
+        console.print(f"scores: {det['windows']} windows, {det['anomalous']} anomalous ({det['mode']}) -> "
+                      f"{run / 'scores'}")
+    if "report" in out:
+        console.print(f"[bold green]report:[/] {out['report']['report']}")
+
+
+@app.command()
+@_errors
+def detect(
+    inputs: Annotated[list[str], typer.Argument(help="new archives of the run's target (files, dirs, globs, URIs)")],
+    run: Annotated[Path, typer.Option("--run", "-r", help="a finished `fusionlog run` directory")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="where the new scores and report go")],
+    labels: Annotated[list[str], typer.Option("--labels", help="label files, if any (for evaluation)")] = [],  # noqa: B006
+    conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+) -> None:
+    """Score new archives of the target with a finished run: no retraining, the run's templates, tau and model."""
+    _conf(conf)
+    from fusionlog.detect import detect as run_detect
+
+    res = run_detect(run, inputs, out, labels or None, _progress)
+    print_run(out, res)
 
 
 @app.command()

@@ -353,6 +353,7 @@ class TrainConfig(_Model):
     cpus_per_worker: float = Field(1.0, gt=0)  # leave a CPU for the driver on small machines
     threads_per_worker: int = Field(1, ge=1)
     max_failures: int = Field(2, ge=0)  # a lost worker restarts the (deterministic) loop from step 0
+    select: Literal["best_val", "last"] = "best_val"  # checkpoint: best on the sources' val split, or the last
     seed: int = 0
 
 
@@ -365,6 +366,39 @@ class EvalConfig(_Model):
     threshold: float = Field(0.5, gt=0, lt=1)
     reference: bool = True  # also train on the target's own labels (train split) and score its test split:
     # an in-domain upper reference, reported apart (it reads the target's labels; the zero-label modes do not)
+
+
+class DistillConfig(_Model):
+    """Collaborative distillation on the proprietary windows (FusionLog, rounds r = 1..R).
+
+    Round r: the LLM labels the proprietary windows not kept yet (one call per signature); the small model
+    keeps a pseudo-label where it agrees and its confidence max(p, 1 - p) >= ε_r; it is fine-tuned on the kept
+    windows + the sources; kept windows join the RAG knowledge base. ε_{r+1} = max(floor, ε_r * decay).
+    """
+
+    rounds: int = Field(3, ge=1)
+    epsilon: float = Field(0.9, gt=0.5, le=1.0)  # ε_1
+    decay: float = Field(0.9, gt=0.0, le=1.0)  # a static ε stalls (the paper): decay it each round
+    floor: float = Field(0.6, gt=0.5, le=1.0)
+    finetune_steps: int = Field(100, ge=1)
+    min_new: int = Field(1, ge=0)  # stop when a round keeps fewer new windows than this
+    # no class may outnumber the other by more than this in the kept pool; a pool of one class keeps nothing
+    # (a small model biased to one class agrees with the LLM only on that class: fine-tuning on it collapses)
+    max_class_ratio: float | None = Field(4.0, ge=1.0)
+    threshold: float = Field(0.5, gt=0, lt=1)  # P(anomalous) >= threshold -> anomalous
+
+
+MODES = ("fusionlog", "generallog", "no-router", "llm-only")
+
+
+class RunSpec(_Model):
+    """``fusionlog run``: which mode produces the scores, and which modes the evaluation compares."""
+
+    mode: Literal["fusionlog", "generallog", "no-router", "llm-only"] = "fusionlog"
+    compare: list[Literal["fusionlog", "generallog", "no-router", "llm-only"]] = Field(
+        default_factory=lambda: ["fusionlog", "generallog", "no-router"])
+    seed: int = 0
+    top_windows: int = Field(20, ge=0)  # the report's most anomalous windows, with their raw lines
 
 
 class DatasetSpec(_Model):
@@ -399,6 +433,9 @@ class ExperimentConfig(_Model):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    run: RunSpec = Field(default_factory=RunSpec)
+    llm: dict[str, Any] = Field(default_factory=dict)  # overrides of conf/llm.yaml for this experiment
 
     @model_validator(mode="after")
     def _known(self) -> ExperimentConfig:
@@ -469,6 +506,15 @@ class LLMConfig(_Model):
         return self
 
 
-def load_llm(path: Path | None = None) -> LLMConfig:
-    """Load ``conf/llm.yaml`` if present, else defaults."""
-    return _load_optional(LLMConfig, "llm", path)
+def load_llm(path: Path | None = None, overrides: dict[str, Any] | None = None) -> LLMConfig:
+    """Load ``conf/llm.yaml`` if present, else defaults; ``overrides`` (e.g. an experiment's ``llm:``) win."""
+    cfg = _load_optional(LLMConfig, "llm", path)
+    if not overrides:
+        return cfg
+    merged = cfg.model_dump()
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return _validate(LLMConfig, merged, Path("experiment llm overrides"))

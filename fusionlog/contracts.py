@@ -13,6 +13,17 @@ A run directory holds one folder per table, partitioned by system (``<table>/sys
   and line number), its time span, its label (1 if any member line or session is anomalous) and its
   chronological split (train/val/test).
 - ``quarantine``: lines that could not be parsed, with the raw bytes and a reason.
+
+Later stages (same layout, ``<table>/system=<target>/``):
+
+- ``routes``: window_id, x_sim, route (``general`` | ``proprietary``); τ is in ``stats/route_<target>.json``.
+- ``llm_labels``: one row per labeled window: the LLM's verdict (null label when it abstained).
+- ``scores``: the product: one row per target window: ``score`` = P(anomalous) in [0, 1], ``label`` =
+  the predicted label (1 anomalous), ``route``, ``scorer`` (``small_model`` | ``llm``: who decided),
+  ``round`` (the distillation round whose model scored it; null for modes without rounds).
+  ``window_id`` joins ``windows`` (first/last file + line lead back to the raw lines).
+- ``distill/<target>/rounds.json``: one object per round (see :data:`ROUND_KEYS`).
+- ``report/``: ``report.html`` (self-contained, plots inline) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -59,6 +70,21 @@ WINDOWS = pa.schema(
 QUARANTINE = pa.schema(
     [("file", pa.string()), ("line_no", pa.int64()), ("raw", pa.binary()), ("reason", pa.string())]
 )
+
+SCORES = pa.schema(
+    [
+        ("window_id", pa.string()),
+        ("score", pa.float32()),
+        ("label", pa.int8()),
+        ("route", pa.string()),
+        ("scorer", pa.string()),
+        ("round", pa.int16()),
+    ]
+)
+
+# what every entry of distill/<target>/rounds.json holds; f1_labeled is for evaluation only (target labels)
+ROUND_KEYS = ("round", "epsilon", "labeled", "agreed", "kept", "kept_total", "clean_ratio", "f1_labeled",
+              "llm_calls", "cache_hits", "seconds")
 
 TABLES = {"lines": LINES, "templates": TEMPLATES, "windows": WINDOWS, "quarantine": QUARANTINE}
 

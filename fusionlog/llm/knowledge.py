@@ -51,6 +51,11 @@ class KnowledgeBase:
         else:
             self.db.create_table(TABLE, table)
 
+    def reset(self) -> None:
+        """Drop every example (a distillation run rebuilds its knowledge base from the labeled sources)."""
+        if TABLE in self.db.list_tables().tables:
+            self.db.drop_table(TABLE)
+
     def size(self) -> int:
         return self.db.open_table(TABLE).count_rows() if TABLE in self.db.list_tables().tables else 0
 

@@ -3,6 +3,8 @@ few-shot examples from the knowledge base. Prints/returns windows, signatures, c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,31 +59,34 @@ class Labeler:
         return self.kb.search(w.vector, self.k, self.kb_system)
 
     def label(self, windows: list[Window]) -> tuple[dict[str, Verdict | None], LabelStats]:
+        """One call per distinct signature; the cache key's knowledge-base part is the hash of the examples this
+        window retrieves (the part of the knowledge base its prompt sees): a grown knowledge base re-asks only
+        windows whose neighbours changed."""
         t0 = time.perf_counter()
         stats = LabelStats(windows=len(windows))
         groups: dict[str, list[Window]] = {}
         for w in windows:
             groups.setdefault(signature(w.template_ids, self.signature_mode), []).append(w)
         stats.signatures = len(groups)
-        kb_version = self.kb.version() if self.kb is not None and self.k else "none"
         model, version = self.client.model, self.prompt.version
         verdicts: dict[str, Verdict | None] = {}
         todo = []
         for sig, ws in groups.items():
-            hit = self.cache.get(model, version, sig, kb_version) if self.cache else None
+            shots = [(e.label, e.window) for e in self.examples(ws[0])]
+            kb_key = hashlib.sha256(json.dumps(shots).encode()).hexdigest()[:16] if shots else "none"
+            hit = self.cache.get(model, version, sig, kb_key) if self.cache else None
             if hit is not None:
                 stats.cache_hits += 1
                 verdicts[sig] = hit
             else:
-                todo.append((sig, ws[0]))
+                todo.append((sig, ws[0], shots, kb_key))
 
-        def ask(item: tuple[str, Window]) -> tuple[str, Verdict | None]:
-            sig, w = item
-            shots = [(e.label, e.window) for e in self.examples(w)]
+        def ask(item: tuple[str, Window, list, str]) -> tuple[str, Verdict | None]:
+            sig, w, shots, kb_key = item
             text = render_window(w.templates, max_chars=self.max_window_chars)
             v = self.client.verdict(build_messages(self.prompt, self.system, text, shots))
             if v is not None and self.cache:
-                self.cache.put(model, version, sig, kb_version, v)
+                self.cache.put(model, version, sig, kb_key, v)
             return sig, v
 
         stats.llm_calls = len(todo)

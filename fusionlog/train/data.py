@@ -79,9 +79,20 @@ def general_window_ids(run: Path, target: str) -> set[str]:
     return set(routes.filter(pc.equal(routes["route"], "general"))["window_id"].to_pylist())
 
 
+@dataclass
+class Pseudo:
+    """Pseudo-labeled target windows (distillation): trained on as one more task, never validated on."""
+
+    system: str
+    template_ids: list[list[int]]
+    labels: list[int]
+
+
 def build_bundle(run: Path, sources: list[str], target: str | None, slices: int, max_len: int,
-                 max_train_windows: int, min_target: int = 1) -> tuple[Bundle, TemplateIndex]:
-    """Source train/val windows with labels, and (when ``target`` is given) the target's general windows."""
+                 max_train_windows: int, min_target: int = 1, pseudo: Pseudo | None = None,
+                 align_all: bool = False) -> tuple[Bundle, TemplateIndex]:
+    """Source train/val windows with labels, and (when ``target`` is given) the target's general windows (all
+    of its windows with ``align_all``: the no-router ablation); ``pseudo`` windows join the train part."""
     systems = [*sources, *([target] if target else [])]
     index = template_index(run, systems)
     seqs: list[np.ndarray] = []
@@ -113,10 +124,19 @@ def build_bundle(run: Path, sources: list[str], target: str | None, slices: int,
                                  f"(has {labels.count(0)} normal, {labels.count(1)} anomalous)")
             tasks = time_slices(sel, slices) if len(sources) == 1 else np.full(sel.num_rows, s_no, np.int16)
             add(system, sel["template_ids"].to_pylist(), labels, part, tasks)
+    if pseudo is not None and pseudo.labels:
+        if pseudo.system not in systems:
+            raise ValueError(f"pseudo-labeled system {pseudo.system!r} is not among {systems}")
+        task = len(sources) if len(sources) > 1 else slices
+        add(pseudo.system, pseudo.template_ids, list(pseudo.labels), "train",
+            np.full(len(pseudo.labels), task, np.int16))
     if target:
-        general = general_window_ids(run, target)
         table = read_windows(run, target, ["window_id", "template_ids"])  # never the label column
-        sel = table.filter(pc.is_in(table["window_id"], value_set=pa.array(sorted(general), pa.string())))
+        if align_all:
+            sel = table
+        else:
+            general = general_window_ids(run, target)
+            sel = table.filter(pc.is_in(table["window_id"], value_set=pa.array(sorted(general), pa.string())))
         if sel.num_rows < min_target:
             notes.append(f"{target}: {sel.num_rows} windows routed general (< {min_target}): no alignment")
             sel = sel.slice(0, 0)

@@ -17,7 +17,7 @@ import torch
 
 from fusionlog.config import ModelConfig, TrainConfig
 from fusionlog.evaluate.metrics import binary_metrics
-from fusionlog.model.small import SmallModel, save
+from fusionlog.model.small import SmallModel, load_into, save
 from fusionlog.train.data import Bundle
 from fusionlog.train.steps import align_lambda, balanced, make_batch, meta_step, predict, supervised_step
 
@@ -38,11 +38,14 @@ def _val_score(model: torch.nn.Module, b: Bundle, device: torch.device) -> dict[
 
 
 def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, world: int, device: torch.device,
-                 wrap=None, report=None) -> None:  # noqa: ANN001
-    """The loop proper; ``wrap`` prepares the model for DDP, ``report(metrics, weights_dir|None)`` reports."""
+                 wrap=None, report=None, init_from: str | None = None) -> None:  # noqa: ANN001
+    """The loop proper; ``wrap`` prepares the model for DDP, ``report(metrics, weights_dir|None)`` reports;
+    ``init_from``: a model directory whose weights the model starts from."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, rank])
     core = SmallModel(torch.from_numpy(b.vectors), mcfg)
+    if init_from:  # fine-tuning (distillation): start from an earlier model's weights
+        load_into(core, Path(init_from) / WEIGHTS)
     model = wrap(core) if wrap else core.to(device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     train = b.where("train")
@@ -71,6 +74,8 @@ def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, worl
             weights = None
             if rank == 0:
                 metrics.update(_val_score(core, b, device))
+                if cfg.select == "last":  # fine-tuning on pseudo-labels: the sources' val split would undo it
+                    metrics["val_score"] = float(step)
                 if metrics["val_score"] > best:
                     best = metrics["val_score"]
                     weights = Path(tempfile.mkdtemp(prefix="fusionlog-ckpt-"))
@@ -102,4 +107,4 @@ def train_loop_per_worker(config: dict) -> None:
             shutil.rmtree(weights, ignore_errors=True)
 
     run_training(bundle, cfg, mcfg, ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
-                 wrap, report)
+                 wrap, report, config.get("init_from"))

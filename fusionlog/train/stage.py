@@ -13,7 +13,7 @@ from pathlib import Path
 from fusionlog.config import ModelConfig, TrainConfig
 from fusionlog.io import atomic_dir
 from fusionlog.ray_runtime import init_ray
-from fusionlog.train.data import build_bundle
+from fusionlog.train.data import Pseudo, build_bundle
 from fusionlog.train.loop import WEIGHTS, train_loop_per_worker
 
 
@@ -54,8 +54,10 @@ def _store_version(run: Path, systems: list[str]) -> str:
 
 
 def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | None = None,
-          mcfg: ModelConfig | None = None, name: str | None = None, reuse: bool = True) -> TrainResult:
-    """Train the small model on ``sources`` (aligned to ``target``'s general windows in ``meta_align``)."""
+          mcfg: ModelConfig | None = None, name: str | None = None, reuse: bool = True, pseudo: Pseudo | None = None,
+          init_from: Path | None = None, align_all: bool = False) -> TrainResult:
+    """Train the small model on ``sources`` (aligned to ``target``'s general windows in ``meta_align``, or all
+    of them with ``align_all``); ``pseudo`` adds pseudo-labeled target windows; ``init_from`` fine-tunes."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
@@ -64,8 +66,10 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
     run = Path(run).resolve()
     name = name or f"{cfg.mode}-s{cfg.seed}"
     out = model_dir(run, target, name)
+    init_key = json.loads((Path(init_from) / "model.json").read_text())["config_hash"] if init_from else None
+    pseudo_key = config_hash(pseudo.system, pseudo.template_ids, pseudo.labels) if pseudo else None
     key = config_hash(sources, target, cfg.model_dump(exclude={"max_failures"}), mcfg.model_dump(),
-                      _store_version(run, [*sources, *([target] if target else [])]))
+                      _store_version(run, [*sources, *([target] if target else [])]), init_key, pseudo_key, align_all)
     meta = out / "model.json"
     if reuse and meta.exists() and json.loads(meta.read_text())["config_hash"] == key:
         res = TrainResult(**json.loads(meta.read_text())["result"])
@@ -74,8 +78,10 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
     if target in sources:
         raise ValueError(f"the target {target!r} is also a source")
     t0 = time.perf_counter()
-    bundle, _ = build_bundle(run, sources, target if cfg.mode == "meta_align" else None, cfg.slices, mcfg.max_len,
-                             cfg.max_train_windows, cfg.min_align_windows)
+    bundle, _ = build_bundle(run, sources, target if cfg.mode == "meta_align" or pseudo else None, cfg.slices,
+                             mcfg.max_len, cfg.max_train_windows, cfg.min_align_windows, pseudo, align_all)
+    if cfg.mode != "meta_align":  # the target's windows are in the bundle only for the pseudo-labels
+        bundle.part[bundle.part == "target"] = "unused"
     counts = {p: int((bundle.part == p).sum()) for p in ("train", "val", "target")}
     init_ray()
     scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
@@ -84,7 +90,8 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
     storage.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "bundle": ray.put(bundle)},
+        train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "bundle": ray.put(bundle),
+                           "init_from": str(Path(init_from).resolve()) if init_from else None},
         scaling_config=scaling,
         run_config=RunConfig(name=f"{target or '_sources'}-{name}-{key}", storage_path=str(storage),
                              checkpoint_config=CheckpointConfig(num_to_keep=1),

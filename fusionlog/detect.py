@@ -1,0 +1,113 @@
+"""``fusionlog detect``: score new archives of a finished run's target (a later month) without retraining.
+
+The new archives are ingested with the run's template state (template ids stay stable), their templates are
+embedded next to a copy of the sources' vectors, windows are routed with the run's τ, and the run's final model
+scores them (the LLM labels the proprietary ones in ``generallog`` / ``llm-only`` mode, with the run's knowledge
+base: the labeled sources plus every distilled window). Writes ``scores/``, ``eval/`` (when labels are given)
+and ``report/`` in ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fusionlog.config import ExperimentConfig, load_embed, load_ingest, load_llm, load_system
+from fusionlog.io import atomic_dir, atomic_write_text
+
+
+def finished(run: Path) -> tuple[ExperimentConfig, dict[str, dict]]:
+    """The experiment and stage summaries of a finished run; an error says what is missing."""
+    run = Path(run)
+    exp_file = run / "experiment.json"
+    if not exp_file.exists():
+        raise FileNotFoundError(f"{run} is not a `fusionlog run` directory (no experiment.json)")
+    summaries = {}
+    for stage in ("route", "train", "distill", "detect"):
+        p = run / "stages" / f"{stage}.json"
+        if not p.exists():
+            raise FileNotFoundError(f"{run}: stage {stage} has not finished: run `fusionlog run` to the end first")
+        summaries[stage] = json.loads(p.read_text())["summary"]
+    return ExperimentConfig.model_validate_json(exp_file.read_text()), summaries
+
+
+def _copy_source_vectors(run: Path, out: Path, sources: list[str]) -> None:
+    from fusionlog.embed.stage import TABLE, open_store, stored
+
+    store = stored(run)
+    rows = store.filter(pc.is_in(store["system"], value_set=pa.array(sources)))
+    db = open_store(out)
+    if TABLE in db.list_tables().tables:
+        db.drop_table(TABLE)
+    db.create_table(TABLE, rows)
+
+
+def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = None,
+           progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+    from fusionlog.embed.stage import embed
+    from fusionlog.ingest.stage import ingest
+    from fusionlog.pipeline import Ctx, _detect, _evaluate, _report, _verdict_rows
+    from fusionlog.route.stage import route
+
+    say = progress or (lambda _m: None)
+    run, out = Path(run).resolve(), Path(out).resolve()
+    exp, done = finished(run)
+    spec = exp.datasets[exp.target]
+    if spec.kind != "raw":
+        raise ValueError(f"{exp.target} was ingested from event sequences: detect takes raw archives of a raw target")
+    system = load_system(spec.system or exp.target).model_copy(update={"name": exp.target})
+    say(f"ingest {len(inputs)} input(s) as {exp.target} with the run's template state")
+    state = run / "state" / f"templates_{exp.target}.json"
+    ing = ingest(system, inputs, out, labels=labels, window=spec.window, state_in=state if state.exists() else None,
+                 cfg=load_ingest())
+    _copy_source_vectors(run, out, exp.sources)
+    for s in exp.sources:  # the sources' templates (for the template index and the report), not their windows
+        src = run / "templates" / f"system={s}"
+        with atomic_dir(out / "templates" / f"system={s}") as tmp:
+            shutil.copytree(src, tmp)
+    enc = embed(out, load_embed()).encoded
+    tau = float(done["route"]["tau"])
+    rt = route(out, exp.sources, exp.target, exp.route.model_copy(update={"tau": tau, "tau_quantile": None}))
+    say(f"routed with the run's tau {tau:.3f}: {rt.general} general / {rt.proprietary} proprietary")
+    summaries = {"ingest": {exp.target: f"{ing.windows} windows, {ing.lines} lines, {ing.quarantined} quarantined"},
+                 "embed": {"encoded": enc}, "route": {"tau": tau, "general": rt.general, "proprietary": rt.proprietary},
+                 "train": done["train"], "distill": {**done["distill"], "rounds": []}}
+    ctx = Ctx(out, exp, load_llm(overrides=exp.llm), say, summaries)
+    mode = exp.run.mode
+    if mode in ("generallog", "llm-only"):
+        _llm_labels(ctx, run, mode, _verdict_rows)
+    ctx.exp = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})
+    summaries["detect"] = _detect(ctx)
+    summaries["evaluate"] = _evaluate(ctx)
+    summaries["report"] = {"report": str(_report(ctx)["report"])}
+    atomic_write_text(out / "experiment.json", exp.model_dump_json(indent=2))
+    return summaries
+
+
+def _llm_labels(ctx, run: Path, mode: str, rows_of) -> None:  # noqa: ANN001
+    """The LLM labels the new windows (proprietary ones, or all for llm-only) with the run's knowledge base."""
+    from fusionlog.distill.rounds import labeler
+    from fusionlog.llm.cache import VerdictCache
+    from fusionlog.llm.endpoint import llm_client
+    from fusionlog.llm.knowledge import TABLE, KnowledgeBase
+    from fusionlog.llm.stage import windows_of
+    from fusionlog.pipeline import VERDICTS
+
+    kb = KnowledgeBase(ctx.run)
+    src = KnowledgeBase(run)
+    if TABLE in src.db.list_tables().tables:
+        kb.reset()
+        kb.db.create_table(TABLE, src.db.open_table(TABLE).to_arrow())
+    ws = windows_of(ctx.run, ctx.exp.target, only_proprietary=mode == "generallog")
+    with llm_client(ctx.llm) as client:
+        verdicts, st = labeler(client, ctx.llm, ctx.exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(ws)
+    ctx.say(f"LLM: {st.line()}")
+    with atomic_dir(ctx.run / "llm_labels" / f"system={ctx.exp.target}") as tmp:
+        tmp.mkdir()
+        pq.write_table(pa.table(rows_of(verdicts, mode), schema=VERDICTS), tmp / "part-0.parquet")

@@ -1,0 +1,1 @@
+"""Collaborative distillation rounds (FusionLog): LLM pseudo-labels, small-model agreement, fine-tuning."""

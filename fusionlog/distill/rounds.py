@@ -1,0 +1,141 @@
+"""Collaborative distillation on the proprietary windows (FusionLog): the LLM (with RAG) proposes labels, the
+small model keeps those it agrees with confidently, is fine-tuned on them (Ray Train), and the kept windows
+join the knowledge base. The target's labels are never read here (``evaluate_f1`` is a reporting hook)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fusionlog.config import DistillConfig, ExperimentConfig, LLMConfig
+from fusionlog.llm.cache import VerdictCache, signature
+from fusionlog.llm.client import ChatClient, Verdict
+from fusionlog.llm.knowledge import KnowledgeBase
+from fusionlog.llm.label import Labeler, Window
+from fusionlog.llm.prompt import load_prompt, render_window
+from fusionlog.llm.quality import build_kb, describe
+from fusionlog.model.score import WindowScorer
+from fusionlog.train.data import Pseudo
+from fusionlog.train.stage import train
+
+
+@dataclass
+class DistillResult:
+    model_dir: str  # the distilled small model
+    rounds: list[dict]  # one entry per round (fusionlog.contracts.ROUND_KEYS)
+    kept: dict[str, int] = field(default_factory=dict)  # window_id -> pseudo-label
+    first_verdicts: dict[str, Verdict | None] = field(default_factory=dict)  # round 1 (sources-only KB)
+    seconds: float = 0.0
+
+
+def labeler(client: ChatClient, cfg: LLMConfig, target: str, kb: KnowledgeBase, cache: VerdictCache) -> Labeler:
+    return Labeler(client, load_prompt(cfg.prompt), describe(target), cache=cache, kb=kb, k=cfg.k_examples,
+                   concurrency=cfg.concurrency, signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars)
+
+
+def source_kb(run: Path, sources: list[str], max_chars: int) -> KnowledgeBase:
+    """The knowledge base rebuilt from the labeled sources' train splits (nothing distilled yet)."""
+    kb = KnowledgeBase(run)
+    kb.reset()
+    for s in sources:
+        build_kb(run, s, kb, max_chars)
+    return kb
+
+
+def keep(windows: list[Window], verdicts: dict[str, Verdict | None], p: np.ndarray, epsilon: float,
+         threshold: float) -> tuple[dict[str, int], int, int]:
+    """(kept window -> label, labeled, agreed): keep the LLM's label where the small model agrees with it and
+    its confidence max(p, 1 - p) >= epsilon."""
+    kept: dict[str, int] = {}
+    labeled = agreed = 0
+    for w, pi in zip(windows, p, strict=True):
+        v = verdicts[w.window_id]
+        if v is None:  # abstained: nothing to agree with
+            continue
+        labeled += 1
+        llm = int(v.label == "anomalous")
+        if llm == int(pi >= threshold):
+            agreed += 1
+            if max(pi, 1.0 - pi) >= epsilon:
+                kept[w.window_id] = llm
+    return kept, labeled, agreed
+
+
+def balance(new: dict[str, int], kept: dict[str, int], ratio: float | None) -> dict[str, int]:
+    """Cap each class of the cumulative pool (``kept`` + ``new``) at ``ratio`` x the other class (the earliest
+    candidates in window order stay); with no window of one class, nothing new is kept."""
+    if ratio is None:
+        return new
+    have = [sum(1 for v in kept.values() if v == c) for c in (0, 1)]
+    cand = [sorted(w for w, v in new.items() if v == c) for c in (0, 1)]
+    total = [have[c] + len(cand[c]) for c in (0, 1)]
+    out: dict[str, int] = {}
+    for c in (0, 1):
+        cap = int(ratio * total[1 - c]) - have[c]
+        out |= {w: c for w in cand[c][:max(cap, 0)]}
+    return out
+
+
+def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig, base_model: Path,
+            windows: list[Window], seed: int = 0, progress: Callable[[str], None] | None = None) -> DistillResult:
+    """Rounds r = 1..R over the proprietary ``windows``, starting from the general-branch model ``base_model``."""
+    say = progress or (lambda _m: None)
+    cfg: DistillConfig = exp.distill
+    t0 = time.perf_counter()
+    run, target = Path(run), exp.target
+    kb = source_kb(run, exp.sources, llm.max_window_chars)
+    lab = labeler(client, llm, target, kb, VerdictCache(run / "llm_cache.sqlite"))
+    by_id = {w.window_id: w for w in windows}
+    model_dir, eps = Path(base_model), cfg.epsilon
+    res = DistillResult(str(model_dir), [])
+    for r in range(1, cfg.rounds + 1):
+        tr = time.perf_counter()
+        pool = [w for w in windows if w.window_id not in res.kept]
+        say(f"distill round {r}: the LLM labels {len(pool)} proprietary windows (ε = {eps:.3f})")
+        verdicts, st = lab.label(pool)
+        if r == 1:
+            res.first_verdicts = verdicts
+        p = WindowScorer(run, model_dir, [target]).scores(target, [w.template_ids for w in pool]) if pool \
+            else np.zeros(0)
+        confident, labeled, agreed = keep(pool, verdicts, p, eps, cfg.threshold)
+        new = balance(confident, res.kept, cfg.max_class_ratio)
+        res.kept |= new
+        row = {"round": r, "epsilon": eps, "labeled": labeled, "agreed": agreed, "confident": len(confident),
+               "kept": len(new), "kept_anomalous": sum(new.values()),
+               "kept_total": len(res.kept), "clean_ratio": len(new) / labeled if labeled else 0.0,
+               "f1_labeled": None, "llm_calls": st.llm_calls, "cache_hits": st.cache_hits, "seconds": 0.0}
+        if len(new) >= max(cfg.min_new, 1):
+            ids = sorted(res.kept)
+            tcfg = exp.train.model_copy(update={"mode": "meta_align", "steps": cfg.finetune_steps, "select": "last",
+                                                "seed": seed})
+            say(f"distill round {r}: fine-tune on {len(ids)} kept windows + the sources")
+            out = train(run, exp.sources, target, tcfg, exp.model, name=f"distill-s{seed}-r{r}",
+                        pseudo=Pseudo(target, [by_id[i].template_ids for i in ids], [res.kept[i] for i in ids]),
+                        init_from=model_dir)
+            model_dir = Path(out.model_dir)
+            kb.add(_kb_rows(target, [by_id[i] for i in new], new, llm))
+        row["model_dir"] = str(model_dir)  # the model after this round (evaluate scores it: f1_labeled)
+        row["seconds"] = time.perf_counter() - tr
+        res.rounds.append(row)
+        say(f"distill round {r}: {labeled} labeled, {agreed} agreed, {len(new)} kept (total {len(res.kept)})")
+        if len(new) < max(cfg.min_new, 1):  # the kept pool stopped growing
+            break
+        eps = max(cfg.floor, eps * cfg.decay)
+    res.model_dir, res.seconds = str(model_dir), time.perf_counter() - t0
+    return res
+
+
+def _kb_rows(target: str, windows: list[Window], labels: dict[str, int], llm: LLMConfig) -> list[dict]:
+    """One knowledge-base example per distinct signature of the newly kept windows."""
+    rows: dict[str, dict] = {}
+    for w in windows:
+        sig = signature(w.template_ids, llm.signature)
+        rows.setdefault(sig, {"key": f"{target}:{sig}", "system": target,
+                              "label": "anomalous" if labels[w.window_id] else "normal",
+                              "window": render_window(w.templates, max_chars=llm.max_window_chars // 4),
+                              "origin": "distilled", "vector": w.vector})
+    return list(rows.values())

@@ -1,0 +1,66 @@
+"""The evaluate stage of ``fusionlog run``: every mode's scores against the target's labels (read here only,
+after everything else), beside the all-anomalous baseline and the general-only small model; F1 of the model of
+each distillation round. Writes ``<run>/eval/run.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from fusionlog.config import ExperimentConfig
+from fusionlog.evaluate.data_checks import label_balance, signature_ceiling
+from fusionlog.evaluate.metrics import binary_metrics
+from fusionlog.io import atomic_write_text
+from fusionlog.train.data import read_windows
+
+
+def labeled(run: Path, target: str) -> tuple[list[str], np.ndarray, dict]:
+    """(ids, labels, signature ceiling) of the target's labeled windows."""
+    t = read_windows(run, target, ["window_id", "label", "template_ids"])
+    keep = [i for i, y in enumerate(t["label"].to_pylist()) if y is not None]
+    t = t.take(keep)
+    labels = t["label"].to_pylist()
+    ceiling = signature_ceiling(labels, [tuple(s) for s in t["template_ids"].to_pylist()]) if labels else {}
+    return t["window_id"].to_pylist(), np.array(labels, np.int8), ceiling
+
+
+def _by_route(y: np.ndarray, score: np.ndarray, route: np.ndarray, th: float) -> dict:
+    out = {"all": binary_metrics(y, score, th)}
+    for name in ("general", "proprietary"):
+        sel = route == name
+        out[name] = binary_metrics(y[sel], score[sel], th) if sel.any() else None
+    return out
+
+
+def evaluate_run(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> dict:
+    """Metrics per mode (``modes/<mode>/scores``) on the labeled target windows; {} parts when unlabeled."""
+    from fusionlog.model.score import score_system
+
+    run = Path(run)
+    th = exp.distill.threshold
+    ids, y, ceiling = labeled(run, exp.target)
+    result: dict = {"experiment": exp.name, "target": exp.target, "sources": exp.sources, "mode": exp.run.mode,
+                    "seed": exp.run.seed, "threshold": th, "labeled": len(ids), "anomalous": int(y.sum()),
+                    "methods": {}, "rounds": [], "signature_ceiling": ceiling,
+                    "label_balance": label_balance(run, exp.target)}
+    if len(ids):
+        for mode in summaries["detect"]["modes"]:
+            t = pq.read_table(run / "modes" / mode / "scores" / f"system={exp.target}").to_pandas()
+            t = t.set_index("window_id").loc[ids]
+            m = _by_route(y, t["score"].to_numpy(np.float64), t["route"].to_numpy(), th)
+            m["llm_scored"] = int((t["scorer"] == "llm").sum())
+            result["methods"][mode] = m
+        result["methods"]["all_anomalous"] = _by_route(y, np.ones(len(y)), np.array([None] * len(y)), th)
+    rounds = [dict(r) for r in summaries.get("distill", {}).get("rounds", [])]
+    for r in rounds:
+        if len(ids) and r.get("model_dir"):
+            wid, s = score_system(run, Path(r["model_dir"]), exp.target)
+            pos = dict(zip(wid, s.tolist(), strict=True))
+            r["f1_labeled"] = binary_metrics(y, np.array([pos[i] for i in ids]), th)["f1"]
+    result["rounds"] = rounds
+    atomic_write_text(run / "eval" / "run.json", json.dumps(result, indent=2, default=float))
+    return {"labeled": len(ids), "f1": {m: v["all"]["f1"] for m, v in result["methods"].items()},
+            "rounds_f1": [r.get("f1_labeled") for r in rounds]}

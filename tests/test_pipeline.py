@@ -1,0 +1,187 @@
+"""``fusionlog run`` end to end on the shipped data (HDFS event sequences -> BGL_2k lines), with the LLM played by
+a TEST DOUBLE of the OpenAI-compatible endpoint (its labels are a keyword rule, never reported as the LLM's):
+
+- submitted to a local Ray cluster with ``ray job submit`` (outputs and the job's progress lines checked);
+- killed with SIGKILL in the middle of the distillation, run again: the same scores as the uninterrupted run;
+- ``fusionlog detect`` scores a later slice of archives with the finished run, no retraining.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.fake_openai import FakeOpenAIEndpoint
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+KEYWORDS = re.compile(r"error|fail|fatal|exception|interrupt|panic|severe", re.I)
+
+
+def keyword_double(body: dict) -> str:
+    """The test double's rule: anomalous iff the window's own events (after the examples) name a failure."""
+    user = body["messages"][-1]["content"]
+    window = user.rsplit("<<<LOGS", 1)[-1]
+    label = "anomalous" if KEYWORDS.search(window) else "normal"
+    return json.dumps({"label": label, "confidence": 0.9, "reason": "test double keyword rule"})
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[FakeOpenAIEndpoint]:
+    with FakeOpenAIEndpoint(keyword_double) as fake:
+        yield fake
+
+
+def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz") -> Path:
+    """HDFS -> BGL with small training budgets and the test double as the LLM endpoint."""
+    exp = {
+        "name": "e2e_hdfs_to_bgl",
+        "description": "HDFS sequences -> BGL_2k lines (test budgets)",
+        "datasets": {
+            "HDFS": {"kind": "sequences", "templates": "data/HDFS/HDFS_templates.csv",
+                     "sequences": ["data/HDFS/hdfs_train.gz:normal", "data/HDFS/hdfs_test_abnormal.gz:anomalous:0.2"]},
+            "BGL": {"kind": "raw", "inputs": [bgl], "window": "line"},
+        },
+        "sources": ["HDFS"], "target": "BGL",
+        "train": {"steps": 40, "eval_every": 20},
+        # test budgets: a 40-step model is barely calibrated; no class guard, so that both rounds fine-tune
+        "distill": {"rounds": 2, "finetune_steps": 20, "epsilon": 0.7, "floor": 0.6, "max_class_ratio": None},
+        "run": {"compare": ["fusionlog", "generallog", "no-router", "llm-only"], "top_windows": 5},
+        "llm": {"backend": "openai", "base_url": url, "model": "test-double", "retries": 1, "backoff_s": 0.01},
+    }
+    path = tmp / "e2e.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    env["PYSPARK_PYTHON"] = sys.executable
+    return env
+
+
+def _scores(run: Path) -> dict[str, float]:
+    """Scores by window, the window named by its file relative to data/ (a submitted job reads Ray's copy)."""
+    t = pq.read_table(run / "scores" / "system=BGL")
+    return {w.split("/data/", 1)[-1]: s for w, s in zip(t["window_id"].to_pylist(), t["score"].to_pylist(),
+                                                          strict=True)}
+
+
+@pytest.fixture(scope="module")
+def submitted(double: FakeOpenAIEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The uninterrupted run, submitted to a local Ray cluster (127.0.0.1) with `ray job submit`."""
+    tmp = tmp_path_factory.mktemp("job")
+    exp = experiment(tmp, double.url)
+    run = tmp / "run"
+    gcs, dash = _port(), _port()
+    # Ray >= 2.59 requires a token for a cluster's APIs (job submission included): one random token per cluster
+    env = _env() | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    temp = Path("/tmp") / f"fusionlog-ray-{os.getpid()}"  # a short path: Ray's socket names have a length limit
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                    "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],
+                   check=True, env=env, capture_output=True, timeout=180)
+    try:
+        job = subprocess.run([str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
+                              "--working-dir", str(REPO), "--", "python", "-m", "jobs.transfer", str(exp),
+                              "--run", str(run)], env=env, capture_output=True, text=True, timeout=1500, cwd=REPO)
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    yield run, job.stdout
+
+
+def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
+    run, logs = submitted
+    assert "succeeded" in logs.lower()
+    for stage in ("ingest", "embed", "route", "train", "distill", "detect", "evaluate", "report"):
+        assert f"[{stage}] done" in logs and (run / "stages" / f"{stage}.json").exists()  # progress in the job logs
+    assert "distill round 1" in logs
+    scores = pq.read_table(run / "scores" / "system=BGL").to_pandas()
+    windows = pq.read_table(run / "windows" / "system=BGL").num_rows
+    assert len(scores) == windows == 2000 and scores["score"].between(0, 1).all()
+    assert set(scores["route"]) <= {"general", "proprietary"} and set(scores["scorer"]) == {"small_model"}
+    rounds = json.loads((run / "distill" / "BGL" / "rounds.json").read_text())
+    assert 1 <= len(rounds) <= 2 and rounds[0]["labeled"] > 0 and rounds[0]["kept"] <= rounds[0]["agreed"]
+    assert all(0.0 <= r["clean_ratio"] <= 1.0 for r in rounds)
+    ev = json.loads((run / "eval" / "run.json").read_text())
+    assert set(ev["methods"]) >= {"fusionlog", "generallog", "no-router", "llm-only", "general-only", "all_anomalous"}
+    assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's
+    assert all(0.0 <= r["f1_labeled"] <= 1.0 for r in ev["rounds"]) and all(r["f1_labeled"] is None for r in rounds)
+    llm = pq.read_table(run / "llm_labels" / "system=BGL").to_pandas()
+    assert set(llm["purpose"]) == {"generallog", "llm-only"} and (llm["purpose"] == "llm-only").sum() == 2000
+    gl = pq.read_table(run / "modes" / "generallog" / "scores" / "system=BGL").to_pandas()
+    prop = gl[gl.route == "proprietary"]
+    assert len(prop) and (prop.scorer == "llm").all() and (gl[gl.route == "general"].scorer == "small_model").all()
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    html = (run / "report" / "report.html").read_text()
+    assert "fusionlog" in json.dumps(metrics) and "plot-xsim" in html and "plot-rounds" in html
+
+
+def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], double: FakeOpenAIEndpoint,
+                                               tmp_path: Path) -> None:
+    reference, _ = submitted
+    exp = experiment(tmp_path, double.url)
+    run = tmp_path / "run"
+    cmd = [str(BIN / "fusionlog"), "run", str(exp), "--run", str(run)]
+    proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    # kill in the middle of the distill stage: after its first fine-tuned model is written, before its marker
+    while not (run / "models" / "BGL" / "distill-s0-r1" / "model.json").exists():
+        assert proc.poll() is None, "the run ended before the distill stage"
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (run / "stages" / "distill.json").exists() and (run / "stages" / "train.json").exists()
+    again = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    for stage in ("ingest", "embed", "route", "train"):
+        assert f"[{stage}] up to date (skipped)" in again.stdout
+    assert "[distill] running" in again.stdout
+    a, b = _scores(reference), _scores(run)
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-6 for k in a)
+    assert (run / "report" / "report.html").exists() and not list(run.rglob(".tmp-*"))
+
+
+def test_detect_scores_new_archives_without_retraining(submitted: tuple[Path, str], tmp_path: Path) -> None:
+    run, _ = submitted
+    lines = gzip.open(REPO / "data/loghub_2k/BGL/BGL_2k.log.gz", "rt").read().splitlines()
+    later = tmp_path / "bgl-later.log"
+    later.write_text("\n".join(lines[1500:]) + "\nnot a BGL line at all\n")
+    models_before = sorted(p.name for p in (run / "models" / "BGL").iterdir())
+    out = tmp_path / "later"
+    res = subprocess.run([str(BIN / "fusionlog"), "detect", str(later), "--run", str(run), "--out", str(out)],
+                         env=_env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    scores = pq.read_table(out / "scores" / "system=BGL").to_pandas()
+    assert len(scores) == 500 and scores["score"].between(0, 1).all()
+    q = pq.read_table(out / "quarantine" / "system=BGL").to_pandas()
+    assert len(q) == 1 and q["line_no"].tolist() == [501]  # the bad line is quarantined with its line number
+    assert sorted(p.name for p in (run / "models" / "BGL").iterdir()) == models_before  # nothing retrained
+    tau = json.loads((run / "stats" / "route_BGL.json").read_text())["tau"]
+    assert json.loads((out / "stats" / "route_BGL.json").read_text())["tau"] == pytest.approx(tau)
+    assert (out / "report" / "report.html").exists()
