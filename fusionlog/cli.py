@@ -340,6 +340,30 @@ def print_run(run: Path, out: dict) -> None:
 
 @app.command()
 @_errors
+def results(
+    experiments: Annotated[list[str], typer.Argument(help="conf/experiments/<name>.yaml names or paths")],
+    root: Annotated[Path, typer.Option(help="one run directory per experiment under this")] = Path("runs/results"),
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
+    modes: Annotated[str | None, typer.Option(help="comma-separated modes (default: all four)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write all results as JSON")] = None,
+) -> None:
+    """Every mode x seed of each experiment (fusionlog run), F1 beside the baselines, LLM calls, wall time."""
+    from fusionlog.config import load_experiment
+    from fusionlog.evaluate.results import markdown
+    from fusionlog.evaluate.results import results as run_results
+
+    rows = []
+    for name in experiments:
+        exp = load_experiment(name)
+        rows.append(run_results(exp, root / exp.name, [int(x) for x in seeds.split(",")],
+                                modes.split(",") if modes else None, _progress))
+        console.print(markdown(rows))
+        if out:
+            out.write_text(json.dumps(rows, indent=2, default=float))
+
+
+@app.command()
+@_errors
 def detect(
     inputs: Annotated[list[str], typer.Argument(help="new archives of the run's target (files, dirs, globs, URIs)")],
     run: Annotated[Path, typer.Option("--run", "-r", help="a finished `fusionlog run` directory")],

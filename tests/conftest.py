@@ -39,3 +39,14 @@ def ray_local():
     init_ray(num_cpus=2)
     yield
     ray.shutdown()
+
+
+def embedded_sequences(out: Path, system: str, templates: Path, specs: list[str]) -> Path:
+    """A run with one event-sequence dataset ingested (``PATH:label`` specs) and its templates embedded."""
+    from fusionlog.config import EmbedConfig
+    from fusionlog.embed.stage import embed
+    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
+
+    ingest_sequences(system, templates, [parse_spec(s) for s in specs], out)
+    embed(out, EmbedConfig())
+    return out

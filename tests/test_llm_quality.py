@@ -9,23 +9,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from fusionlog.config import EmbedConfig, LLMConfig
+from fusionlog.config import LLMConfig
 from fusionlog.llm.client import ChatClient
 from fusionlog.llm.quality import label_quality
+from tests.conftest import embedded_sequences
 from tests.fake_openai import FakeOpenAIEndpoint
 
 
 @pytest.fixture(scope="module")
 def run(ray_local, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fusionlog.embed.stage import embed
-    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
-
-    out = tmp_path_factory.mktemp("llm") / "run"
-    ingest_sequences("OpenStack", data / "OpenStack/OpenStack_templates.csv",
-                     [parse_spec(f"{data}/OpenStack/openstack_test_normal.gz:normal"),
-                      parse_spec(f"{data}/OpenStack/openstack_test_abnormal.gz:anomalous")], out)
-    embed(out, EmbedConfig())
-    return out
+    return embedded_sequences(tmp_path_factory.mktemp("llm") / "run", "OpenStack",
+                              data / "OpenStack/OpenStack_templates.csv",
+                              [f"{data}/OpenStack/openstack_test_normal.gz:normal",
+                               f"{data}/OpenStack/openstack_test_abnormal.gz:anomalous"])
 
 
 def test_label_quality_plumbing(run: Path) -> None:

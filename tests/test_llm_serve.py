@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from fusionlog.config import EmbedConfig, LLMConfig, ServeConfig
+from fusionlog.config import LLMConfig, ServeConfig
 from fusionlog.llm.client import ChatClient
 from fusionlog.llm.label import Labeler, Window
 from fusionlog.llm.prompt import load_prompt
+from tests.conftest import embedded_sequences
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +29,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def hdfs_run(ray_local, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real HDFS block sequences (normal train file + anomalous file), embedded."""
-    from fusionlog.embed.stage import embed
-    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
-
-    out = tmp_path_factory.mktemp("llm-serve") / "run"
-    ingest_sequences("HDFS", data / "HDFS/HDFS_templates.csv",
-                     [parse_spec(f"{data}/HDFS/hdfs_train.gz:normal"),
-                      parse_spec(f"{data}/HDFS/hdfs_test_abnormal.gz:anomalous")], out)
-    embed(out, EmbedConfig())
-    return out
+    return embedded_sequences(tmp_path_factory.mktemp("llm-serve") / "run", "HDFS", data / "HDFS/HDFS_templates.csv",
+                              [f"{data}/HDFS/hdfs_train.gz:normal", f"{data}/HDFS/hdfs_test_abnormal.gz:anomalous"])
 
 
 @pytest.fixture(scope="module")
