@@ -497,6 +497,7 @@ class LLMConfig(_Model):
     concurrency: int = Field(8, ge=1)  # requests in flight (vLLM batches them)
     signature: Literal["ordered", "set"] = "ordered"  # windows with the same signature share one call
     k_examples: int = Field(4, ge=0)  # few-shot examples from the RAG knowledge base (0: zero-shot)
+    balanced_examples: bool = True  # the k/2 nearest examples of each label (docs/pipeline.md: why)
     max_window_chars: int = Field(4000, ge=200)
 
     @model_validator(mode="after")

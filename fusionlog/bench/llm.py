@@ -39,7 +39,8 @@ def speed(run: Path, system: str, cfg: LLMConfig, n: int, replicas: list[int], c
             for conc in concurrency:
                 cache = VerdictCache(Path(tmp) / f"c{conc}.sqlite")
                 lab = Labeler(client, load_prompt(cfg.prompt), describe(system), cache=cache, kb=kb,
-                              k=cfg.k_examples, concurrency=conc, kb_system=system)
+                              k=cfg.k_examples, concurrency=conc, kb_system=system,
+                              balanced=cfg.balanced_examples)
                 for temp in ("cold", "warm cache"):
                     _, st = lab.label(windows)
                     rows.append({"replicas": r, "concurrency": conc, "cache": temp, "windows": st.windows,

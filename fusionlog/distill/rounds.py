@@ -34,7 +34,8 @@ class DistillResult:
 
 def labeler(client: ChatClient, cfg: LLMConfig, target: str, kb: KnowledgeBase, cache: VerdictCache) -> Labeler:
     return Labeler(client, load_prompt(cfg.prompt), describe(target), cache=cache, kb=kb, k=cfg.k_examples,
-                   concurrency=cfg.concurrency, signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars)
+                   concurrency=cfg.concurrency, signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars,
+                   balanced=cfg.balanced_examples)
 
 
 def source_kb(run: Path, sources: list[str], max_chars: int) -> KnowledgeBase:
@@ -108,7 +109,8 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
                "kept": len(new), "kept_anomalous": sum(new.values()),
                "kept_total": len(res.kept), "clean_ratio": len(new) / labeled if labeled else 0.0,
                "f1_labeled": None, "llm_calls": st.llm_calls, "cache_hits": st.cache_hits, "seconds": 0.0}
-        if len(new) >= max(cfg.min_new, 1):
+        grew = len(new) >= max(cfg.min_new, 1)
+        if grew:
             ids = sorted(res.kept)
             tcfg = exp.train.model_copy(update={"mode": "meta_align", "steps": cfg.finetune_steps, "select": "last",
                                                 "seed": seed})
@@ -122,9 +124,9 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         row["seconds"] = time.perf_counter() - tr
         res.rounds.append(row)
         say(f"distill round {r}: {labeled} labeled, {agreed} agreed, {len(new)} kept (total {len(res.kept)})")
-        if len(new) < max(cfg.min_new, 1):  # the kept pool stopped growing
+        if not grew and eps <= cfg.floor:  # the kept pool stopped growing at the lowest ε
             break
-        eps = max(cfg.floor, eps * cfg.decay)
+        eps = max(cfg.floor, eps * cfg.decay)  # a round that keeps nothing still lowers ε (a static ε stalls)
     res.model_dir, res.seconds = str(model_dir), time.perf_counter() - t0
     return res
 

@@ -66,15 +66,26 @@ class KnowledgeBase:
         text = "\n".join(f"{k}\t{v}" for k, v in zip(t["key"].to_pylist(), t["label"].to_pylist(), strict=True))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def search(self, vector: np.ndarray, k: int, system: str | None = None) -> list[Example]:
-        """The ``k`` nearest labeled windows (of ``system`` only, when given)."""
+    def search(self, vector: np.ndarray, k: int, system: str | None = None, balanced: bool = False) -> list[Example]:
+        """The ``k`` nearest labeled windows (of ``system`` only, when given); ``balanced``: the k/2 nearest of
+        each label (a knowledge base dominated by one label otherwise shows the model mostly that label)."""
         if k <= 0 or TABLE not in self.db.list_tables().tables:
             return []
+        if balanced:
+            parts = [self._search(vector, k - k // 2, system, "normal"), self._search(vector, k // 2, system,
+                                                                                      "anomalous")]
+            return sorted([e for part in parts for e in part], key=lambda e: e.distance)
+        return self._search(vector, k, system, None)
+
+    def _search(self, vector: np.ndarray, k: int, system: str | None, label: str | None) -> list[Example]:
+        if k <= 0:
+            return []
         q = self.db.open_table(TABLE).search(np.asarray(vector, np.float32)).metric("cosine")
-        if system is not None:
-            q = q.where("system = '" + system.replace("'", "''") + "'", prefilter=True)
-        hits = q.limit(k).to_list()
-        return [Example(h["label"], h["window"], float(h["_distance"])) for h in hits]
+        where = [f"{col} = '{val.replace(chr(39), chr(39) * 2)}'" for col, val in (("system", system),
+                                                                                  ("label", label)) if val]
+        if where:
+            q = q.where(" AND ".join(where), prefilter=True)
+        return [Example(h["label"], h["window"], float(h["_distance"])) for h in q.limit(k).to_list()]
 
 
 def knn_vote(examples: list[Example]) -> str | None:

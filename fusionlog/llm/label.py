@@ -52,11 +52,12 @@ class Labeler:
     signature_mode: str = "ordered"
     max_window_chars: int = 4000
     kb_system: str | None = None  # retrieve examples of this system only
+    balanced: bool = False  # retrieve the k/2 nearest examples of each label
 
     def examples(self, w: Window) -> list[Example]:
         if self.kb is None or not self.k or w.vector is None:
             return []
-        return self.kb.search(w.vector, self.k, self.kb_system)
+        return self.kb.search(w.vector, self.k, self.kb_system, self.balanced)
 
     def label(self, windows: list[Window]) -> tuple[dict[str, Verdict | None], LabelStats]:
         """One call per distinct signature; the cache key's knowledge-base part is the hash of the examples this

@@ -78,7 +78,8 @@ def label_quality(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n:
     prompt = load_prompt(cfg.prompt)
     for name, k in (("zero_shot", 0), ("few_shot", cfg.k_examples)):
         lab = Labeler(client, prompt, describe(system), cache=cache, kb=kb, k=k, concurrency=cfg.concurrency,
-                      signature_mode="ordered", max_window_chars=cfg.max_window_chars, kb_system=system)
+                      signature_mode="ordered", max_window_chars=cfg.max_window_chars, kb_system=system,
+                      balanced=cfg.balanced_examples)
         verdicts, stats = lab.label([it.window for it in items])
         pred = np.array([(v is not None and v.label == "anomalous") for v in (verdicts[it.window.window_id]
                                                                               for it in items)], float)

@@ -44,7 +44,8 @@ def label_system(run: Path, system: str, client: ChatClient, cfg: LLMConfig, kb_
     windows = windows_of(run, system, only_proprietary)
     lab = Labeler(client, load_prompt(cfg.prompt), describe(system), cache=VerdictCache(run / "llm_cache.sqlite"),
                   kb=kb if kb_systems else None, k=cfg.k_examples if kb_systems else 0, concurrency=cfg.concurrency,
-                  signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars)
+                  signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars,
+                  balanced=cfg.balanced_examples)
     verdicts, stats = lab.label(windows)
     rows = [(w.window_id, signature(w.template_ids, cfg.signature), verdicts[w.window_id]) for w in windows]
     table = pa.table({
