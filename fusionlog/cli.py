@@ -357,7 +357,7 @@ def results(
         exp = load_experiment(name)
         rows.append(run_results(exp, root / exp.name, [int(x) for x in seeds.split(",")],
                                 modes.split(",") if modes else None, _progress))
-        console.print(markdown(rows))
+        typer.echo(markdown(rows))  # plain: a markdown table must not be wrapped at the terminal's width
         if out:
             out.write_text(json.dumps(rows, indent=2, default=float))
 

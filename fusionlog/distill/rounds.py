@@ -98,6 +98,7 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         pool = [w for w in windows if w.window_id not in res.kept]
         say(f"distill round {r}: the LLM labels {len(pool)} proprietary windows (ε = {eps:.3f})")
         verdicts, st = lab.label(pool)
+        say(f"distill round {r}: LLM: {st.line()}")
         if r == 1:
             res.first_verdicts = verdicts
         p = WindowScorer(run, model_dir, [target]).scores(target, [w.template_ids for w in pool]) if pool \
