@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from fusionlog.config import ExperimentConfig, load_embed, load_ingest, load_llm, load_system
 from fusionlog.io import atomic_dir, atomic_write_text
@@ -52,7 +51,7 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
            progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     from fusionlog.embed.stage import embed
     from fusionlog.ingest.stage import ingest
-    from fusionlog.pipeline import Ctx, _detect, _evaluate, _report, _verdict_rows
+    from fusionlog.pipeline import Ctx, _detect, _evaluate, _report
     from fusionlog.route.stage import route
 
     say = progress or (lambda _m: None)
@@ -81,23 +80,23 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     ctx = Ctx(out, exp, load_llm(overrides=exp.llm), say, summaries)
     mode = exp.run.mode
     if mode in ("generallog", "llm-only"):
-        _llm_labels(ctx, run, mode, _verdict_rows)
+        _llm_labels(ctx, run, mode)
     ctx.exp = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})
     summaries["detect"] = _detect(ctx)
     summaries["evaluate"] = _evaluate(ctx)
-    summaries["report"] = {"report": str(_report(ctx)["report"])}
+    summaries["report"] = _report(ctx)
     atomic_write_text(out / "experiment.json", exp.model_dump_json(indent=2))
     return summaries
 
 
-def _llm_labels(ctx, run: Path, mode: str, rows_of) -> None:  # noqa: ANN001
+def _llm_labels(ctx, run: Path, mode: str) -> None:  # noqa: ANN001
     """The LLM labels the new windows (proprietary ones, or all for llm-only) with the run's knowledge base."""
     from fusionlog.distill.rounds import labeler
     from fusionlog.llm.cache import VerdictCache
     from fusionlog.llm.endpoint import llm_client
     from fusionlog.llm.knowledge import TABLE, KnowledgeBase
     from fusionlog.llm.stage import windows_of
-    from fusionlog.pipeline import VERDICTS
+    from fusionlog.pipeline import _verdict_rows, write_verdicts
 
     kb = KnowledgeBase(ctx.run)
     src = KnowledgeBase(run)
@@ -108,6 +107,4 @@ def _llm_labels(ctx, run: Path, mode: str, rows_of) -> None:  # noqa: ANN001
     with llm_client(ctx.llm) as client:
         verdicts, st = labeler(client, ctx.llm, ctx.exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(ws)
     ctx.say(f"LLM: {st.line()}")
-    with atomic_dir(ctx.run / "llm_labels" / f"system={ctx.exp.target}") as tmp:
-        tmp.mkdir()
-        pq.write_table(pa.table(rows_of(verdicts, mode), schema=VERDICTS), tmp / "part-0.parquet")
+    write_verdicts(ctx.run, ctx.exp.target, _verdict_rows(verdicts, mode))

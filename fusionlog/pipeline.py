@@ -9,13 +9,13 @@ killed in the middle of a stage has no marker for it, so the next run re-does th
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -192,6 +192,13 @@ def _verdict_rows(verdicts: dict, purpose: str) -> dict[str, list]:
     return rows
 
 
+def write_verdicts(run: Path, target: str, rows: dict[str, list]) -> None:
+    """``llm_labels/system=<target>``: the LLM's verdicts (columns of :data:`VERDICTS`)."""
+    with atomic_dir(run / "llm_labels" / f"system={target}") as tmp:
+        tmp.mkdir()
+        pq.write_table(pa.table(rows, schema=VERDICTS), tmp / "part-0.parquet")
+
+
 def _distill(ctx: Ctx) -> dict:
     """The LLM's work in one service session: llm-only labels (every window), then the rounds (fusionlog),
     whose first round is also generallog's labels of the proprietary windows (the same prompts: cache hits)."""
@@ -233,10 +240,7 @@ def _distill(ctx: Ctx) -> dict:
                             "proprietary": len(prop), "seconds": res.seconds})
         summary["client"] = {"requests": client.stats.calls, "retries": client.stats.retries,
                              "invalid": client.stats.invalid, "abstained": client.stats.abstained}
-    merged = {k: [x for t in tables for x in t[k]] for k in VERDICTS.names}
-    with atomic_dir(run / "llm_labels" / f"system={exp.target}") as tmp:
-        tmp.mkdir()
-        pq.write_table(pa.table(merged, schema=VERDICTS), tmp / "part-0.parquet")
+    write_verdicts(run, exp.target, {k: [x for t in tables for x in t[k]] for k in VERDICTS.names})
     atomic_write_text(out_dir / "rounds.json", json.dumps(summary["rounds"], indent=2))
     return summary
 
@@ -268,6 +272,7 @@ def _detect(ctx: Ctx) -> dict:
     routes = _routes(run, exp.target)
     ids = sorted(routes)
 
+    @functools.cache  # the distilled model is the general one when no round kept a window
     def small(model_dir: str) -> dict[str, float]:
         wid, s = score_system(run, Path(model_dir), exp.target)
         return dict(zip(wid, s.tolist(), strict=True))
@@ -314,11 +319,3 @@ STAGE_FUNCS: dict[str, Callable[[Ctx], dict]] = {
     "detect": _detect, "evaluate": _evaluate, "report": _report,
 }
 
-
-def labeled_target(run: Path, target: str) -> tuple[list[str], np.ndarray]:
-    """(window ids, labels) of the target's labeled windows (evaluation only)."""
-    from fusionlog.train.data import read_windows
-
-    t = read_windows(run, target, ["window_id", "label"])
-    t = t.filter(pc.is_valid(t["label"]))
-    return t["window_id"].to_pylist(), np.array(t["label"].to_pylist(), np.int8)

@@ -93,6 +93,7 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
     by_id = {w.window_id: w for w in windows}
     model_dir, eps = Path(base_model), cfg.epsilon
     res = DistillResult(str(model_dir), [])
+    scorer: WindowScorer | None = None
     for r in range(1, cfg.rounds + 1):
         tr = time.perf_counter()
         pool = [w for w in windows if w.window_id not in res.kept]
@@ -101,8 +102,9 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         say(f"distill round {r}: LLM: {st.line()}")
         if r == 1:
             res.first_verdicts = verdicts
-        p = WindowScorer(run, model_dir, [target]).scores(target, [w.template_ids for w in pool]) if pool \
-            else np.zeros(0)
+        if scorer is None or scorer.model_dir != model_dir:  # a round that kept nothing leaves the model as is
+            scorer = WindowScorer(run, model_dir, [target])
+        p = scorer.scores(target, [w.template_ids for w in pool]) if pool else np.zeros(0)
         confident, labeled, agreed = keep(pool, verdicts, p, eps, cfg.threshold)
         new = balance(confident, res.kept, cfg.max_class_ratio)
         res.kept |= new

@@ -19,7 +19,8 @@ class WindowScorer:
     """A trained model (``<run>/models/<target>/<name>/``) with the template table of the run's store."""
 
     def __init__(self, run: Path, model_dir: Path, systems: list[str], device: str = "cpu") -> None:
-        meta = json.loads((Path(model_dir) / "model.json").read_text())
+        self.model_dir = Path(model_dir)
+        meta = json.loads((self.model_dir / "model.json").read_text())
         self.index = template_index(run, systems)
         self.cfg = ModelConfig(**meta["model"])
         self.device = torch.device(device)
