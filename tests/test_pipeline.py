@@ -124,7 +124,8 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert len(scores) == windows == 2000 and scores["score"].between(0, 1).all()
     assert set(scores["route"]) <= {"general", "proprietary"} and set(scores["scorer"]) == {"small_model"}
     rounds = json.loads((run / "distill" / "BGL" / "rounds.json").read_text())
-    assert 1 <= len(rounds) <= 2 and rounds[0]["labeled"] > 0 and rounds[0]["kept"] <= rounds[0]["agreed"]
+    assert 1 <= len(rounds) <= 2 and rounds[0]["labeled"] > 0 and rounds[0]["kept"] > 0  # guard off, ε 0.7
+    assert rounds[-1]["kept_total"] == sum(r["kept"] for r in rounds)
     assert all(0.0 <= r["clean_ratio"] <= 1.0 for r in rounds)
     ev = json.loads((run / "eval" / "run.json").read_text())
     assert set(ev["methods"]) >= {"fusionlog", "generallog", "no-router", "llm-only", "general-only", "all_anomalous"}
