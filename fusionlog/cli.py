@@ -29,11 +29,13 @@ def _errors(fn):  # noqa: ANN001, ANN202
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         from fusionlog.ingest.sources import InputError
         from fusionlog.ingest.stage import ReconcileError
+        from fusionlog.ray_runtime import ResourceWaitError
         from fusionlog.spark import JavaError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, InputError, JavaError, ReconcileError, FileNotFoundError, ValueError) as exc:
+        except (ConfigError, InputError, JavaError, ReconcileError, ResourceWaitError, FileNotFoundError,
+                ValueError) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
 
@@ -43,6 +45,26 @@ def _errors(fn):  # noqa: ANN001, ANN202
 def _progress(msg: str) -> None:
     """A progress line; the text is printed as is (``[stage]`` is not rich markup)."""
     console.print(escape(msg), style="dim")
+
+
+def _reporter():  # noqa: ANN202
+    """Rich progress bars on a terminal; plain progress lines elsewhere (a job's log, a pipe)."""
+    from fusionlog.console import PlainReporter, RichReporter
+
+    return RichReporter(console) if console.is_terminal else PlainReporter(_progress)
+
+
+def _run_logged(run: Path, verbose: bool, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    """``fn`` with Ray/Serve/vLLM/Spark chatter sent to ``<run>/logs/fusionlog.log`` (unless ``verbose``)."""
+    from fusionlog.console import quiet_logs
+
+    with quiet_logs(Path(run) / "logs" / "fusionlog.log", verbose) as log:
+        if log is not None:
+            console.print(f"Ray, Serve, vLLM and Spark logs go to {log} (--verbose shows them here)", style="dim")
+        return fn(*args, **kwargs)
+
+
+VERBOSE = typer.Option("--verbose", "-v", help="show Ray/Serve/vLLM/Spark logs on the console")
 
 
 def _conf(conf: Path | None) -> None:
@@ -283,6 +305,7 @@ def synth(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
     experiment: Annotated[str, typer.Option(help="the experiment to run")] = "hdfs_to_bgl",
+    verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
     """The main job on the shipped samples: HDFS (labeled) -> BGL (unlabeled), from raw data to a report, with the
     default LLM (Ray Serve vLLM on CPU)."""
@@ -291,7 +314,7 @@ def demo(
 
     exp = load_experiment(experiment)
     console.print(f"[bold]{exp.description}[/]: modes {exp.run.compare}, run directory {out}")
-    res = run_experiment(exp, out, progress=_progress)
+    res = _run_logged(out, verbose, run_experiment, exp, out, progress=_progress, reporter=_reporter())
     print_run(out, res)
 
 
@@ -306,6 +329,7 @@ def run_cmd(
     = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the config's)")] = None,
     conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+    verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
     """ingest -> embed -> route -> train -> distill -> detect -> evaluate -> report; finished stages are skipped."""
     _conf(conf)
@@ -317,7 +341,7 @@ def run_cmd(
     if upd:
         exp = exp.model_copy(update={"run": type(exp.run).model_validate({**exp.run.model_dump(), **upd})})
     run = run or Path("runs") / exp.name
-    out = run_experiment(exp, run, from_stage, until, _progress)
+    out = _run_logged(run, verbose, run_experiment, exp, run, from_stage, until, _progress, _reporter())
     print_run(run, out)
 
 
@@ -370,12 +394,13 @@ def detect(
     out: Annotated[Path, typer.Option("--out", "-o", help="where the new scores and report go")],
     labels: Annotated[list[str], typer.Option("--labels", help="label files, if any (for evaluation)")] = [],  # noqa: B006
     conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
+    verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
     """Score new archives of the target with a finished run: no retraining, the run's templates, tau and model."""
     _conf(conf)
     from fusionlog.detect import detect as run_detect
 
-    res = run_detect(run, inputs, out, labels or None, _progress)
+    res = _run_logged(out, verbose, run_detect, run, inputs, out, labels or None, _progress, _reporter())
     print_run(out, res)
 
 
@@ -400,8 +425,10 @@ def label(
     with llm_client(cfg) as client:
         stats = label_system(run, system, client, cfg, [s for s in kb.split(",") if s], proprietary)
     console.print(f"{system}: {stats.line()}; -> {run / 'llm_labels' / f'system={system}'}")
+    if (msg := stats.warning(cfg.abstain_warn_rate)) is not None:
+        console.print(f"[bold yellow]warning:[/] {escape(msg)}")
     for p in stats.problems[:5]:
-        console.print(f"[yellow]note:[/] {p}")
+        console.print(f"[yellow]note:[/] {escape(p)}")
 
 
 models = typer.Typer(no_args_is_help=True, help="The labeling LLM's model files.")

@@ -197,6 +197,9 @@ class IngestConfig(_Model):
     spark: SparkConfig = SparkConfig()
     on_invalid_utf8: Literal["replace", "quarantine"] = "replace"
     max_line_bytes: int = Field(65536, ge=256)
+    # a file whose head (first 64 KiB, decompressed) has more than this share of non-text bytes is binary:
+    # every line quarantined as binary_file, nothing mined
+    binary_share: float = Field(0.30, gt=0, le=1)
     splits: dict[Literal["train", "val", "test"], float] = {"train": 0.6, "val": 0.2, "test": 0.2}
     mask_cache_size: int = Field(200_000, ge=0)
 
@@ -298,6 +301,7 @@ class EmbedConfig(_Model):
     cpus_per_actor: float = Field(0.5, gt=0)  # fractional: leave a CPU for the driver on small machines
     threads_per_actor: int = Field(1, ge=1)  # torch intra-op threads of each actor
     normalize: bool = True
+    actor_wait_s: int = Field(300, ge=1)  # the actor pool must start within this, or fail naming who holds what
 
 
 def load_embed(path: Path | None = None) -> EmbedConfig:
@@ -311,6 +315,7 @@ class RouteConfig(_Model):
     tau: float | None = Field(None, ge=-1.0, le=1.0)  # fixed threshold; default: mean of x_sim
     tau_quantile: float | None = Field(None, gt=0.0, lt=1.0)  # or a quantile of x_sim
     exact_max_pairs: int = Field(50_000_000, ge=1)  # above this many pairs, search LanceDB instead
+    resource_wait_s: float = Field(300, gt=0)  # the x_sim tasks must get CPUs within this, or fail naming who
 
     @model_validator(mode="after")
     def _one(self) -> RouteConfig:
@@ -351,6 +356,9 @@ class TrainConfig(_Model):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)  # leave a CPU for the driver on small machines
+    # beside an idle LLM replica fewer CPUs may be free: a worker then claims what is free, down to this floor
+    min_cpus_per_worker: float = Field(0.25, gt=0)
+    resource_wait_s: float = Field(300, gt=0)  # the worker group must be placed within this, or fail naming who
     threads_per_worker: int = Field(1, ge=1)
     max_failures: int = Field(2, ge=0)  # a lost worker restarts the (deterministic) loop from step 0
     select: Literal["best_val", "last"] = "best_val"  # checkpoint: best on the sources' val split, or the last
@@ -477,6 +485,7 @@ class ServeConfig(_Model):
     reserved_cpus: int = Field(0, ge=0)  # VLLM_CPU_NUM_OF_RESERVED_CPU; vLLM reserves one core by default
     host: str = "127.0.0.1"  # bind address: loopback unless you mean otherwise
     port: int = Field(8000, ge=1, le=65535)
+    start_timeout_s: float = Field(600, gt=0)  # replicas placed and answering, or fail naming who holds what
 
 
 class LLMConfig(_Model):
@@ -499,6 +508,13 @@ class LLMConfig(_Model):
     k_examples: int = Field(4, ge=0)  # few-shot examples from the RAG knowledge base (0: zero-shot)
     balanced_examples: bool = True  # the k/2 nearest examples of each label (docs/pipeline.md: why)
     max_window_chars: int = Field(4000, ge=200)
+    # the model's context length in tokens; None: asked from the server (GET /models: vLLM's max_model_len),
+    # else serve.max_model_len (serve backend), else 2048. Every prompt is fitted to it, less max_tokens.
+    context_tokens: int | None = Field(None, ge=256)
+    # a local model directory whose tokenizer counts prompt tokens (openai backend); default: the served model's
+    # directory (serve backend, or an openai-backend `model` that is a local directory), else an estimate
+    tokenizer: str | None = None
+    abstain_warn_rate: float = Field(0.2, ge=0, le=1)  # warn (console, stage summary, report) at this share
 
     @model_validator(mode="after")
     def _endpoint(self) -> LLMConfig:

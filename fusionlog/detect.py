@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusionlog.config import ExperimentConfig, load_embed, load_ingest, load_llm, load_system
+from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text
 
 
@@ -48,7 +49,7 @@ def _copy_source_vectors(run: Path, out: Path, sources: list[str]) -> None:
 
 
 def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = None,
-           progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+           progress: Callable[[str], None] | None = None, reporter: Reporter | None = None) -> dict[str, dict]:
     from fusionlog.embed.stage import embed
     from fusionlog.ingest.stage import ingest
     from fusionlog.pipeline import Ctx, _detect, _evaluate, _report
@@ -64,7 +65,7 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     say(f"ingest {len(inputs)} input(s) as {exp.target} with the run's template state")
     state = run / "state" / f"templates_{exp.target}.json"
     ing = ingest(system, inputs, out, labels=labels, window=spec.window, state_in=state if state.exists() else None,
-                 cfg=load_ingest())
+                 cfg=load_ingest(), progress=(reporter or Reporter()).bar)
     _copy_source_vectors(run, out, exp.sources)
     for s in exp.sources:  # the sources' templates (for the template index and the report), not their windows
         src = run / "templates" / f"system={s}"
@@ -77,7 +78,7 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     summaries = {"ingest": {exp.target: f"{ing.windows} windows, {ing.lines} lines, {ing.quarantined} quarantined"},
                  "embed": {"encoded": enc}, "route": {"tau": tau, "general": rt.general, "proprietary": rt.proprietary},
                  "train": done["train"], "distill": {**done["distill"], "rounds": []}}
-    ctx = Ctx(out, exp, load_llm(overrides=exp.llm), say, summaries)
+    ctx = Ctx(out, exp, load_llm(overrides=exp.llm), say, summaries, reporter=reporter or Reporter())
     mode = exp.run.mode
     if mode in ("generallog", "llm-only"):
         _llm_labels(ctx, run, mode)
@@ -104,7 +105,10 @@ def _llm_labels(ctx, run: Path, mode: str) -> None:  # noqa: ANN001
         kb.reset()
         kb.db.create_table(TABLE, src.db.open_table(TABLE).to_arrow())
     ws = windows_of(ctx.run, ctx.exp.target, only_proprietary=mode == "generallog")
-    with llm_client(ctx.llm) as client:
-        verdicts, st = labeler(client, ctx.llm, ctx.exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(ws)
+    with llm_client(ctx.llm) as client, ctx.reporter.bar("LLM calls") as tick:
+        verdicts, st = labeler(client, ctx.llm, ctx.exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(
+            ws, progress=tick)
     ctx.say(f"LLM: {st.line()}")
+    if (msg := st.warning(ctx.llm.abstain_warn_rate)) is not None:
+        ctx.say(f"WARNING: {msg}")
     write_verdicts(ctx.run, ctx.exp.target, _verdict_rows(verdicts, mode))

@@ -30,8 +30,8 @@ class Prepared:
     route: object = None
 
 
-def ingest_dataset(name: str, spec: DatasetSpec, run: Path) -> str:
-    """Ingest one dataset under its name; returns a one-line summary."""
+def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None) -> str:  # noqa: ANN001
+    """Ingest one dataset under its name; returns a one-line summary. ``progress``: a progress bar factory."""
     if spec.kind == "sequences":
         from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 
@@ -43,7 +43,7 @@ def ingest_dataset(name: str, spec: DatasetSpec, run: Path) -> str:
 
     system = load_system(spec.system or name).model_copy(update={"name": name})
     res = ingest(system, [resolve(p) for p in spec.inputs], run, labels=[resolve(p) for p in spec.labels] or None,
-                 window=spec.window, cfg=load_ingest())
+                 window=spec.window, cfg=load_ingest(), progress=progress)
     anom = "unlabeled" if res.anomalous_windows is None else f"{res.anomalous_windows} anomalous"
     return (f"{res.windows} windows ({anom}), {res.templates} templates, {res.lines} lines, "
             f"{res.quarantined} quarantined")

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusionlog.config import ExperimentConfig, LLMConfig, load_embed, load_ingest, load_llm
+from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp
 from fusionlog.train.stage import config_hash
 
@@ -37,6 +38,7 @@ class Ctx:
     llm: LLMConfig
     say: Callable[[str], None]
     summaries: dict[str, dict] = field(default_factory=dict)
+    reporter: Reporter = field(default_factory=Reporter)  # progress bars of long stages
 
     @property
     def modes(self) -> list[str]:
@@ -70,11 +72,11 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
     if stage == "embed":
         return load_embed()
     if stage == "route":
-        return [exp.sources, exp.target, exp.route]
+        return [exp.sources, exp.target, exp.route.model_dump(exclude={"resource_wait_s"})]
     if stage == "train":
         return [exp.train, exp.model, ctx.seed, "no-router" in ctx.modes]
     if stage == "distill":
-        llm = ctx.llm.model_dump(exclude={"timeout_s", "retries", "backoff_s", "concurrency"})
+        llm = ctx.llm.model_dump(exclude={"timeout_s", "retries", "backoff_s", "concurrency", "abstain_warn_rate"})
         llm["serve"] = {k: v for k, v in llm["serve"].items() if k in ("model_path", "model_id", "max_model_len")}
         return [exp.distill, [m for m in ctx.modes if m in LLM_MODES], llm if set(ctx.modes) & set(LLM_MODES) else None]
     if stage == "detect":
@@ -108,14 +110,16 @@ class Stages:
 
 
 def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = None, until: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict[str, dict]:
-    """Run (or resume) every stage of ``exp`` in ``run``; returns each stage's summary."""
+                   progress: Callable[[str], None] | None = None, reporter: Reporter | None = None,
+                   ) -> dict[str, dict]:
+    """Run (or resume) every stage of ``exp`` in ``run``; returns each stage's summary. ``progress`` gets the
+    stage lines, ``reporter`` draws the progress bars of long stages (LLM labeling, training)."""
     if from_stage is not None and from_stage not in STAGES:
         raise ValueError(f"unknown stage {from_stage!r}: one of {', '.join(STAGES)}")
     run = Path(run).resolve()
     run.mkdir(parents=True, exist_ok=True)
     clean_temp(run)
-    ctx = Ctx(run, exp, load_llm(overrides=exp.llm), progress or (lambda _m: None))
+    ctx = Ctx(run, exp, load_llm(overrides=exp.llm), progress or (lambda _m: None), reporter=reporter or Reporter())
     atomic_write_text(run / "experiment.json", exp.model_dump_json(indent=2))
     markers = Stages(run)
     if from_stage:
@@ -146,7 +150,7 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
 def _ingest(ctx: Ctx) -> dict:
     from fusionlog.experiment import ingest_dataset
 
-    return {name: ingest_dataset(name, spec, ctx.run) for name, spec in ctx.exp.datasets.items()}
+    return {name: ingest_dataset(name, spec, ctx.run, ctx.reporter.bar) for name, spec in ctx.exp.datasets.items()}
 
 
 def _embed(ctx: Ctx) -> dict:
@@ -168,10 +172,12 @@ def _train(ctx: Ctx) -> dict:
 
     exp = ctx.exp
     cfg = exp.train.model_copy(update={"mode": "meta_align", "seed": ctx.seed})
-    out = {"general": train(ctx.run, exp.sources, exp.target, cfg, exp.model).model_dir}
+    with ctx.reporter.bar("train general (steps)") as tick:
+        out = {"general": train(ctx.run, exp.sources, exp.target, cfg, exp.model, progress=tick).model_dir}
     if "no-router" in ctx.modes:
-        out["no-router"] = train(ctx.run, exp.sources, exp.target, cfg, exp.model, name=f"no-router-s{ctx.seed}",
-                                 align_all=True).model_dir
+        with ctx.reporter.bar("train no-router (steps)") as tick:
+            out["no-router"] = train(ctx.run, exp.sources, exp.target, cfg, exp.model, name=f"no-router-s{ctx.seed}",
+                                     align_all=True, progress=tick).model_dir
     return out
 
 
@@ -213,22 +219,32 @@ def _distill(ctx: Ctx) -> dict:
         atomic_write_text(out_dir / "rounds.json", "[]")
         return summary
     tables = []
+    warnings: list[str] = []
+
+    def warn(msg: str | None) -> None:
+        if msg:
+            warnings.append(msg)
+            ctx.say(f"WARNING: {msg}")
+
     with llm_client(ctx.llm) as client:
+        ctx.say(f"LLM: {client.describe()}")
         if "llm-only" in modes:
             ws = _windows(ctx, False)
             ctx.say(f"llm-only: the LLM labels all {len(ws)} target windows")
             kb = source_kb(run, exp.sources, ctx.llm.max_window_chars)
-            v, st = labeler(client, ctx.llm, exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(ws)
+            with ctx.reporter.bar("llm-only: LLM calls") as tick:
+                v, st = labeler(client, ctx.llm, exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(
+                    ws, progress=tick)
             ctx.say(f"llm-only: {st.line()}")
+            warn(st.warning(ctx.llm.abstain_warn_rate))
             tables.append(_verdict_rows(v, "llm-only"))
-            summary["llm_only"] = {"windows": st.windows, "signatures": st.signatures, "calls": st.llm_calls,
-                                   "cache_hits": st.cache_hits, "abstained": st.abstained}
+            summary["llm_only"] = st.summary()
         prop = _windows(ctx, True)
         if "fusionlog" in modes or "generallog" in modes:
             rounds_exp = exp if "fusionlog" in modes else exp.model_copy(
                 update={"distill": exp.distill.model_copy(update={"rounds": 1, "min_new": 10**9})})
             res = distill(run, rounds_exp, client, ctx.llm, Path(summary["model_dir"]), prop, ctx.seed,
-                          progress=ctx.say)
+                          progress=ctx.say, reporter=ctx.reporter, warn=warn)
             tables.append(_verdict_rows(res.first_verdicts, "generallog"))
             kept_ids = sorted(res.kept)
             with atomic_dir(out_dir / "kept") as tmp:
@@ -239,7 +255,10 @@ def _distill(ctx: Ctx) -> dict:
                             "distilled_model_dir": res.model_dir, "rounds": res.rounds, "kept": len(res.kept),
                             "proprietary": len(prop), "seconds": res.seconds})
         summary["client"] = {"requests": client.stats.calls, "retries": client.stats.retries,
-                             "invalid": client.stats.invalid, "abstained": client.stats.abstained}
+                             "invalid": client.stats.invalid, "abstained": client.stats.abstained,
+                             "refused": client.stats.refused, "errors": client.stats.errors,
+                             "unfit": client.stats.unfit}
+    summary["llm_warnings"] = warnings
     write_verdicts(run, exp.target, {k: [x for t in tables for x in t[k]] for k in VERDICTS.names})
     atomic_write_text(out_dir / "rounds.json", json.dumps(summary["rounds"], indent=2))
     return summary

@@ -12,7 +12,7 @@ from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import SCHEMA, ChatClient
 from fusionlog.llm.label import Labeler, Window
 from fusionlog.llm.prompt import WITHHELD, addresses_labeler, build_messages, load_prompt, render_window
-from tests.fake_openai import FakeOpenAIEndpoint
+from tests.fake_openai import FakeOpenAIEndpoint, vllm_error
 
 GOOD = json.dumps({"label": "anomalous", "confidence": 0.8, "reason": "error"})
 
@@ -122,3 +122,102 @@ def test_a_slow_endpoint_times_out_then_abstains() -> None:
         c = ChatClient(fake.url, "m", retries=1, backoff_s=0.01, timeout_s=0.5)
         assert c.verdict([{"role": "user", "content": "x"}]) is None
     assert c.stats.errors == 2 and c.stats.abstained == 1 and len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
+def test_a_refused_request_is_sent_once(status: int) -> None:
+    """A request the server rejects as invalid would be rejected again: one request, counted refused."""
+    with FakeOpenAIEndpoint(lambda body: vllm_error(status, "This model's maximum context length is 2048")) as fake:
+        c = _client(fake.url, retries=3)
+        a = c.ask([{"role": "user", "content": "x"}])
+    assert a.verdict is None and a.kind == "refused" and f"HTTP {status}" in a.reason
+    assert "maximum context length" in a.reason and len(fake.requests) == 1
+    assert (c.stats.calls, c.stats.retries, c.stats.refused, c.stats.errors, c.stats.abstained) == (1, 0, 1, 0, 1)
+
+
+def test_rate_limits_server_errors_and_timeouts_are_retried() -> None:
+    answers = iter([429, 503, vllm_error(500, "engine dead"), 408, GOOD])
+    with FakeOpenAIEndpoint(lambda body: next(answers)) as fake:
+        c = _client(fake.url, retries=4)
+        a = c.ask([{"role": "user", "content": "x"}])
+    assert a.verdict is not None and len(fake.requests) == 5
+    assert (c.stats.errors, c.stats.retries, c.stats.refused, c.stats.abstained) == (4, 4, 0, 0)
+    with FakeOpenAIEndpoint(lambda body: 429) as fake:
+        c = _client(fake.url, retries=2)
+        a = c.ask([{"role": "user", "content": "x"}])
+    assert a.verdict is None and a.kind == "error" and "HTTP 429" in a.reason and len(fake.requests) == 3
+
+
+def _windows(n: int) -> list[Window]:
+    return [Window(f"w{i}", [i, i + 1], [f"event {i}", f"event {i + 1}"]) for i in range(n)]
+
+
+def test_an_abstention_is_remembered_for_the_session(tmp_path: Path) -> None:
+    windows = _windows(6) + [Window("w0-again", [0, 1], ["event 0", "event 1"])]
+    refuse = [True]
+
+    def answer(body: dict) -> str | tuple[int, str]:
+        return vllm_error(400, "prompt too long") if refuse[0] else GOOD
+
+    with FakeOpenAIEndpoint(answer) as fake:
+        path = tmp_path / "llm_cache.sqlite"
+        c = _client(fake.url)
+        first, st = Labeler(c, load_prompt(), "test", cache=VerdictCache(path)).label(windows)
+        assert all(v is None for v in first.values()) and len(fake.requests) == 6
+        assert (st.signatures, st.llm_calls, st.abstained, st.abstained_cached, st.refused) == (6, 6, 6, 0, 6)
+        assert st.abstained_windows == 7 and st.reasons == {"refused": 6} and st.abstention_rate == 1.0
+        for _ in range(3):  # distillation rounds: the same signatures are not asked again
+            again, st = Labeler(c, load_prompt(), "test", cache=VerdictCache(path)).label(windows)
+            assert all(v is None for v in again.values()) and len(fake.requests) == 6
+            assert (st.llm_calls, st.abstained, st.abstained_cached, st.refused) == (0, 6, 6, 6)
+            assert "6 abstained (100%, 6 remembered)" in st.line()
+        # another session (a later run) asks again; a verdict then replaces the remembered abstention
+        refuse[0] = False
+        later = VerdictCache(path, session="a-later-run")
+        out, st = Labeler(c, load_prompt(), "test", cache=later).label(windows)
+        assert all(v is not None for v in out.values()) and len(fake.requests) == 12
+        out, st = Labeler(c, load_prompt(), "test", cache=VerdictCache(path)).label(windows)
+        assert (st.cache_hits, st.abstained, st.llm_calls) == (6, 0, 0) and len(fake.requests) == 12
+
+
+def test_an_old_cache_file_opens_and_gains_the_abstentions_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    from fusionlog.llm.client import Verdict
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE verdicts (model TEXT, prompt TEXT, signature TEXT, kb TEXT, verdict TEXT, "
+               "PRIMARY KEY (model, prompt, signature, kb))")
+    v = Verdict(label="normal", confidence=0.5, reason="old")
+    db.execute("INSERT INTO verdicts VALUES ('m', 'p', 's', 'none', ?)", (v.model_dump_json(),))
+    db.commit()
+    db.close()
+    cache = VerdictCache(path)
+    assert cache.get("m", "p", "s", "none") == v and cache.abstention("m", "p", "s", "none") is None
+    cache.put_abstention("m", "p", "t", "none", "refused", "HTTP 400")
+    assert cache.abstention("m", "p", "t", "none").kind == "refused"
+
+
+def test_progress_is_reported_after_each_llm_call(tmp_path: Path) -> None:
+    import threading
+
+    calls: list[tuple[int, int, str]] = []
+    with FakeOpenAIEndpoint(lambda body: GOOD) as fake:
+        lab = Labeler(_client(fake.url), load_prompt(), "test", cache=VerdictCache(tmp_path / "c.sqlite"),
+                      concurrency=4)
+        windows = _windows(20) + _windows(5)  # 20 signatures
+        out, st = lab.label(windows, progress=lambda d, t: calls.append((d, t, threading.current_thread().name)))
+        assert st.llm_calls == 20 and len(out) == 20
+        assert [(d, t) for d, t, _ in calls] == [(0, 20)] + [(i, 20) for i in range(1, 21)]
+        assert all(name != "MainThread" for _, _, name in calls[1:])  # from the worker threads, in order
+        calls.clear()
+        lab.label(windows, progress=lambda d, t: calls.append((d, t, "")))
+        assert calls == []  # all cache hits: no LLM call, no progress
+
+        def broken(done: int, total: int) -> None:
+            raise RuntimeError("terminal gone")
+
+        more = [Window(f"n{i}", [100 + i], [f"new {i}"]) for i in range(3)]
+        out, st = lab.label(more, progress=broken)
+    assert all(v is not None for v in out.values()) and any("progress callback failed" in p for p in st.problems)

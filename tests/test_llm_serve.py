@@ -98,3 +98,83 @@ def test_gpu_config_is_built_from_config() -> None:
     assert cpu.runtime_env["env_vars"]["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     with pytest.raises(ValueError, match="tensor_parallel_size"):
         llm_config(ServeConfig(model_path="/models/qwen", tensor_parallel_size=2))
+
+
+@pytest.fixture(scope="module")
+def transfer_run(hdfs_run: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HDFS blocks (labeled source) -> OpenStack instances (target, labels unread), embedded and routed."""
+    import shutil
+
+    from fusionlog.route.stage import route
+
+    run = tmp_path_factory.mktemp("distill-serve") / "run"
+    shutil.copytree(hdfs_run, run)
+    op = data / "OpenStack"
+    embedded_sequences(run, "OpenStack", op / "OpenStack_templates.csv",
+                       [f"{op}/openstack_test_normal.gz:normal", f"{op}/openstack_test_abnormal.gz:anomalous"])
+    route(run, ["HDFS"], "OpenStack")
+    return run
+
+
+def test_serve_app_holds_only_its_bundle_and_waits_have_deadlines(served: tuple[LLMConfig, ChatClient]) -> None:
+    """The replica's placement group is the configured bundle (Ray Serve LLM used to add the replica actor's own
+    CPU to it: {CPU: 2} on a 2-core machine); a wait for what is not free fails on time and names the holder."""
+    import ray
+
+    from fusionlog.ray_runtime import ResourceWaitError, wait_for_resources
+
+    cfg, _ = served
+    groups = [pg for pg in ray.util.placement_group_table().values() if pg["state"] == "CREATED"]
+    serve_cpus = sum(b.get("CPU", 0) for pg in groups if "SERVE" in (pg.get("name") or "")
+                     for b in pg["bundles"].values())
+    assert serve_cpus == cfg.serve.cpus_per_replica * cfg.serve.num_replicas, groups
+    assert ray.available_resources().get("CPU", 0) >= 1.0  # a CPU stays free for Ray Train beside the app
+    with pytest.raises(ResourceWaitError, match="SERVE"):  # 1.5 of 2 CPUs while the app holds 1: times out
+        wait_for_resources({"CPU": 1.5}, "a test", deadline_s=2, poll_s=0.5)
+    with pytest.raises(ResourceWaitError, match="more than this Ray cluster has"):
+        wait_for_resources({"CPU": 64}, "a test", deadline_s=600)  # never satisfiable: fails at once
+
+
+def test_distillation_round_keeps_and_fine_tunes_beside_the_served_llm(served: tuple[LLMConfig, ChatClient],
+                                                                        transfer_run: Path, data: Path) -> None:
+    """One distillation round with the real Serve vLLM app running on 2 CPUs: the LLM labels real OpenStack
+    windows, the small model keeps those it agrees with, and Ray Train fine-tunes on them while the app holds its
+    CPU (this hung forever when the replica held both CPUs). Windows are chosen from both ends of the small model's
+    ranking, so that it agrees with whatever the LLM answers on some of them (the threshold is their midpoint)."""
+    from fusionlog.config import ExperimentConfig
+    from fusionlog.distill.rounds import distill
+    from fusionlog.llm.cache import signature
+    from fusionlog.llm.stage import windows_of
+    from fusionlog.model.score import WindowScorer
+    from fusionlog.train.stage import train
+
+    cfg, client = served
+    cfg = cfg.model_copy(update={"k_examples": 2, "max_window_chars": 1500})
+    op = f"{data}/OpenStack"
+    exp = ExperimentConfig.model_validate({
+        "name": "distill_beside_serve",
+        "datasets": {"HDFS": {"kind": "sequences", "templates": f"{data}/HDFS/HDFS_templates.csv",
+                              "sequences": [f"{data}/HDFS/hdfs_train.gz:normal"]},
+                     "OpenStack": {"kind": "sequences", "templates": f"{op}/OpenStack_templates.csv",
+                                   "sequences": [f"{op}/openstack_test_normal.gz:normal"]}},
+        "sources": ["HDFS"], "target": "OpenStack",
+        "train": {"steps": 20, "eval_every": 10, "resource_wait_s": 120},
+        "distill": {"rounds": 1, "finetune_steps": 10, "epsilon": 0.5001, "floor": 0.5001, "min_new": 1,
+                    "max_class_ratio": None},
+    })
+    base = train(transfer_run, exp.sources, exp.target, exp.train, exp.model)  # Ray Train beside the app
+    windows = windows_of(transfer_run, "OpenStack", False)
+    distinct = list({signature(w.template_ids, cfg.signature): w for w in windows}.values())
+    p = WindowScorer(transfer_run, Path(base.model_dir), ["OpenStack"]).scores(
+        "OpenStack", [w.template_ids for w in distinct])
+    order = p.argsort()
+    low, high = order[:4], order[-4:]
+    assert p[high].min() > p[low].max(), "the small model ranks every window alike"
+    threshold = float(p[low].max() + p[high].min()) / 2
+    exp = exp.model_copy(update={"distill": exp.distill.model_copy(update={"threshold": threshold})})
+    pool = [distinct[i] for i in [*low, *high]]
+    res = distill(transfer_run, exp, client, cfg, Path(base.model_dir), pool, seed=0)
+    (r1,) = res.rounds
+    assert r1["labeled"] == 8, r1  # no abstention: every prompt fit the context and was answered
+    assert r1["kept"] >= 1 and r1["agreed"] >= r1["kept"], r1
+    assert res.model_dir != base.model_dir and (Path(res.model_dir) / "model.safetensors").is_file()

@@ -127,7 +127,11 @@ def test_train_with_ray_train_end_to_end(run: Path) -> None:
     from fusionlog.train.stage import train
 
     cfg = TrainConfig(mode="meta_align", seed=1, **FAST)
-    res = train(run, ["HDFS"], "OpenStack", cfg, SMALL)
+    ticks: list[tuple[int, int]] = []
+    res = train(run, ["HDFS"], "OpenStack", cfg, SMALL, progress=lambda d, t: ticks.append((d, t)))
+    # the progress bar follows the steps rank 0 wrote (the last read is the step the worker reached)
+    assert ticks[0] == (0, cfg.steps) and ticks[-1] == (cfg.steps, cfg.steps), ticks
+    assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
     out = Path(res.model_dir)
     assert (out / "model.safetensors").exists() and json.loads((out / "model.json").read_text())["train"]["mode"] \
         == "meta_align"

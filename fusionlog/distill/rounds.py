@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fusionlog.config import DistillConfig, ExperimentConfig, LLMConfig
+from fusionlog.console import Reporter
 from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import ChatClient, Verdict
 from fusionlog.llm.knowledge import KnowledgeBase
@@ -82,9 +83,12 @@ def balance(new: dict[str, int], kept: dict[str, int], ratio: float | None) -> d
 
 
 def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig, base_model: Path,
-            windows: list[Window], seed: int = 0, progress: Callable[[str], None] | None = None) -> DistillResult:
-    """Rounds r = 1..R over the proprietary ``windows``, starting from the general-branch model ``base_model``."""
+            windows: list[Window], seed: int = 0, progress: Callable[[str], None] | None = None,
+            reporter: Reporter | None = None, warn: Callable[[str | None], None] | None = None) -> DistillResult:
+    """Rounds r = 1..R over the proprietary ``windows``, starting from the general-branch model ``base_model``;
+    ``progress`` gets a line per step, ``reporter`` the progress bars, ``warn`` a high abstention rate."""
     say = progress or (lambda _m: None)
+    reporter = reporter or Reporter()
     cfg: DistillConfig = exp.distill
     t0 = time.perf_counter()
     run, target = Path(run), exp.target
@@ -98,8 +102,11 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         tr = time.perf_counter()
         pool = [w for w in windows if w.window_id not in res.kept]
         say(f"distill round {r}: the LLM labels {len(pool)} proprietary windows (ε = {eps:.3f})")
-        verdicts, st = lab.label(pool)
+        with reporter.bar(f"distill round {r}: LLM calls") as tick:
+            verdicts, st = lab.label(pool, progress=tick)
         say(f"distill round {r}: LLM: {st.line()}")
+        if warn:
+            warn(st.warning(llm.abstain_warn_rate))
         if r == 1:
             res.first_verdicts = verdicts
         if scorer is None or scorer.model_dir != model_dir:  # a round that kept nothing leaves the model as is
@@ -111,16 +118,19 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         row = {"round": r, "epsilon": eps, "labeled": labeled, "agreed": agreed, "confident": len(confident),
                "kept": len(new), "kept_anomalous": sum(new.values()),
                "kept_total": len(res.kept), "clean_ratio": len(new) / labeled if labeled else 0.0,
-               "f1_labeled": None, "llm_calls": st.llm_calls, "cache_hits": st.cache_hits, "seconds": 0.0}
+               "f1_labeled": None, "llm_calls": st.llm_calls, "cache_hits": st.cache_hits,
+               "signatures": st.signatures, "abstained": st.abstained, "abstained_cached": st.abstained_cached,
+               "refused": st.refused, "seconds": 0.0}
         grew = len(new) >= max(cfg.min_new, 1)
         if grew:
             ids = sorted(res.kept)
             tcfg = exp.train.model_copy(update={"mode": "meta_align", "steps": cfg.finetune_steps, "select": "last",
                                                 "seed": seed})
             say(f"distill round {r}: fine-tune on {len(ids)} kept windows + the sources")
-            out = train(run, exp.sources, target, tcfg, exp.model, name=f"distill-s{seed}-r{r}",
-                        pseudo=Pseudo(target, [by_id[i].template_ids for i in ids], [res.kept[i] for i in ids]),
-                        init_from=model_dir)
+            with reporter.bar(f"distill round {r}: fine-tune (steps)") as tick:
+                out = train(run, exp.sources, target, tcfg, exp.model, name=f"distill-s{seed}-r{r}",
+                            pseudo=Pseudo(target, [by_id[i].template_ids for i in ids], [res.kept[i] for i in ids]),
+                            init_from=model_dir, progress=tick)
             model_dir = Path(out.model_dir)
             kb.add(_kb_rows(target, [by_id[i] for i in new], new, llm))
         row["model_dir"] = str(model_dir)  # the model after this round (evaluate scores it: f1_labeled)

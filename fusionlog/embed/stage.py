@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from fusionlog.config import EmbedConfig, load_embed
 from fusionlog.embed.encoder import Encoder
-from fusionlog.ray_runtime import init_ray
+from fusionlog.ray_runtime import ResourceWaitError, holders, init_ray, wait_for_resources
 
 TABLE = "templates"
 
@@ -70,22 +70,36 @@ def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
         known = {_key(*row) for row in zip(*cols, strict=True)}
     model = cfg.model
 
-    def is_new(row: dict) -> bool:
-        return _key(row["system"], row["template_id"], row["template"], model) not in known
+    what = f"embed ({cfg.actors} encoder actor(s) of {cfg.cpus_per_actor} CPU)"
+    # the templates are read here, not by Ray Data read tasks (1 CPU each by default, which wait forever beside an
+    # LLM replica holding the other core): the actor pool is all that needs the cluster
+    import pyarrow.dataset as pads
 
-    ds = ray.data.read_parquet(str(run / "templates")).select_columns(
-        ["system", "template_id", "template"]
-    )
-    total = ds.count()
-    todo = ds.filter(is_new).map_batches(
-        Encoder,
-        fn_constructor_args=(model, cfg.normalize, cfg.threads_per_actor),
-        batch_size=cfg.batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
-        num_cpus=cfg.cpus_per_actor,
-    )
-    parts = list(todo.iter_batches(batch_format="numpy", batch_size=None))
+    src = pads.dataset(str(run / "templates"), format="parquet", partitioning="hive").to_table(
+        columns=["system", "template_id", "template"])
+    src = src.set_column(0, "system", src["system"].cast(pa.string()))
+    total = src.num_rows
+    keep = [_key(s, t, x, model) not in known for s, t, x in zip(src["system"].to_pylist(),
+                                                                  src["template_id"].to_pylist(),
+                                                                  src["template"].to_pylist(), strict=True)]
+    todo_rows = src.filter(pa.array(keep, pa.bool_()))
+    parts: list[dict] = []
+    if todo_rows.num_rows:
+        wait_for_resources({"CPU": cfg.actors * cfg.cpus_per_actor}, what, cfg.actor_wait_s)
+        ray.data.DataContext.get_current().wait_for_min_actors_s = cfg.actor_wait_s  # Ray Data's own deadline
+        todo = ray.data.from_arrow(todo_rows).map_batches(
+            Encoder,
+            fn_constructor_args=(model, cfg.normalize, cfg.threads_per_actor),
+            batch_size=cfg.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+            num_cpus=cfg.cpus_per_actor,
+        )
+        try:
+            parts = list(todo.iter_batches(batch_format="numpy", batch_size=None))
+        except ray.exceptions.GetTimeoutError as exc:
+            raise ResourceWaitError(f"{what}: the actors did not start within {cfg.actor_wait_s} s:\n  "
+                                    f"{holders()}") from exc
     encoded = sum(len(p["template_id"]) for p in parts)
     dim = int(parts[0]["vector"].shape[1]) if parts else (old.schema.field("vector").type.list_size if old else 0)
     if encoded:

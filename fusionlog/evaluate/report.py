@@ -67,6 +67,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, int | float] = field(default_factory=dict)
     main_method: str = "fusionlog"
+    warnings: list[str] = field(default_factory=list)  # shown as a banner in the header (e.g. LLM abstentions)
 
     def __post_init__(self) -> None:
         self.x_sim = np.asarray(self.x_sim, np.float64).ravel()
@@ -140,7 +141,8 @@ def metrics_document(data: ReportData) -> dict[str, Any]:
         "mode": data.mode, "created": data.created, "tau": data.tau,
         "route_split": {**route_split(data), "windows": len(xs)},
         "x_sim": {"n": len(xs), "mean": float(xs.mean()) if len(xs) else None, **quant},
-        "counts": data.counts, "rounds": data.rounds, "main_method": data.main_method, "metrics": data.metrics,
+        "warnings": list(data.warnings), "counts": data.counts, "rounds": data.rounds,
+        "main_method": data.main_method, "metrics": data.metrics,
         "evaluation": None if ev is None else {
             "n_labeled": ev["n"], "positives": ev["positives"],
             "confusion": {k: ev[k] for k in ("tp", "fp", "fn", "tn")},
@@ -346,6 +348,14 @@ def _summary(data: ReportData, ev: dict[str, Any] | None) -> str:
     return f'<section id="summary"><div class="cards">{"".join(cards)}</div></section>'
 
 
+def _warnings(data: ReportData) -> str:
+    """The header's warning banner (one line per warning); empty without warnings."""
+    if not data.warnings:
+        return ""
+    items = "".join(f'<p class="warn"><strong>Warning:</strong> {_e(w)}</p>' for w in data.warnings)
+    return f'<div id="warnings" class="warnings" role="alert">{items}</div>'
+
+
 def _section(sid: str, title: str, body: str, intro: str = "") -> str:
     intro_html = f'<p class="intro">{intro}</p>' if intro else ""
     return f'<section id="{sid}"><h2>{_e(title)}</h2>{intro_html}{body}</section>'
@@ -531,6 +541,9 @@ pre.log .ln{display:inline-block;min-width:3.5em;padding-right:1em;text-align:ri
 pre.log .note{color:#fbbf24;font-style:italic}
 .empty{color:var(--muted);font-style:italic;margin:4px 0}
 table.kv th{font-weight:500;color:#334155}
+.warnings{margin:14px 0 0}
+.warn{margin:0 0 8px;padding:10px 14px;background:#fff4e5;border:1px solid #f5b971;border-left:6px solid #c2410c;
+border-radius:8px;color:#7c2d12;font-weight:600}
 footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
 """
 
@@ -549,7 +562,7 @@ def render_html(data: ReportData) -> str:
 <body><main>
 <header><h1>{_e(data.title)}</h1>
 <div class="meta">{_e(sources)} → {_e(data.target)} · mode {_e(data.mode)} · experiment {_e(data.experiment)}
- · {_e(data.created)}</div></header>
+ · {_e(data.created)}</div>{_warnings(data)}</header>
 {body}
 <footer>FusionLog report · self-contained: every plot is inline · numbers in metrics.json</footer>
 </main></body></html>

@@ -43,6 +43,64 @@ def _top(run: Path, target: str, scores, n: int) -> list[dict]:  # noqa: ANN001
     return out
 
 
+def _num(d: dict, key: str) -> float | None:
+    v = d.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def llm_abstention(summaries: dict[str, dict]) -> dict | None:
+    """How often the run's LLM abstained, from the distill stage summary; None when it made no LLM decision.
+
+    Per signature when every labeling pass (``llm_only`` and each round row) carries ``signatures`` and
+    ``abstained`` (:meth:`fusionlog.llm.label.LabelStats.summary`); otherwise per LLM call: the client's
+    ``abstained`` (or the passes') over the calls (``llm_only.calls`` + the rounds' ``llm_calls``, plus any
+    ``abstained_cached``: abstentions remembered instead of asked again). Missing keys count as absent."""
+    d = summaries.get("distill") or {}
+    if not isinstance(d, dict):
+        return None
+    parts = [p for p in [d.get("llm_only"), *(d.get("rounds") or [])] if isinstance(p, dict)]
+    client = d.get("client") if isinstance(d.get("client"), dict) else {}
+    if parts and all(_num(p, "signatures") is not None and _num(p, "abstained") is not None for p in parts):
+        abstained = sum(_num(p, "abstained") or 0 for p in parts)
+        total, basis = sum(_num(p, "signatures") or 0 for p in parts), "labeling decisions"
+    else:
+        cached = sum(_num(p, "abstained_cached") or 0 for p in parts)
+        total = sum((_num(p, "calls") if "calls" in p else _num(p, "llm_calls")) or 0 for p in parts) + cached
+        own = _num(client, "abstained")
+        abstained = (own + cached) if own is not None else sum(_num(p, "abstained") or 0 for p in parts)
+        basis = "LLM calls"
+    if total <= 0:
+        return None
+    abstained = min(abstained, total)
+    return {"abstained": int(abstained), "total": int(total), "rate": abstained / total, "basis": basis,
+            "refused": int(_num(client, "refused") or sum(_num(p, "refused") or 0 for p in parts))}
+
+
+def abstention_banner(summaries: dict[str, dict], threshold: float) -> str | None:
+    """The report header's warning when the run's LLM abstention rate reaches ``threshold``."""
+    from fusionlog.llm.label import abstention_warning
+
+    a = llm_abstention(summaries)
+    if a is None:
+        return None
+    detail = (f"{a['refused']} refused by the server as invalid, e.g. a prompt over the model's context"
+              if a["refused"] else "")
+    msg = abstention_warning(a["abstained"], a["total"], threshold, a["basis"], detail)
+    return None if msg is None else msg[0].upper() + msg[1:] + (
+        ". The LLM-based modes rest on the remaining labels; check the LLM endpoint and the run's log.")
+
+
+def _warn_rate(exp: ExperimentConfig) -> float:
+    from fusionlog.llm.label import WARN_RATE
+
+    try:
+        from fusionlog.config import load_llm
+
+        return load_llm(overrides=exp.llm).abstain_warn_rate
+    except Exception:  # noqa: BLE001 (the report still renders, with the default threshold)
+        return WARN_RATE
+
+
 def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> Path:
     run, target = Path(run), exp.target
     routes = pq.read_table(run / "routes" / f"system={target}").to_pandas()
@@ -69,6 +127,10 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         counts["llm abstained"] = int(client.get("abstained", 0))
     counts["llm calls (distill)"] = int(sum(r.get("llm_calls", 0) for r in distill.get("rounds", [])))
     counts["llm cache hits (distill)"] = int(sum(r.get("cache_hits", 0) for r in distill.get("rounds", [])))
+    abstention = llm_abstention(summaries)
+    if abstention is not None:
+        counts["llm abstention rate"] = round(abstention["rate"], 4)
+    banner = abstention_banner(summaries, _warn_rate(exp))
     stage_seconds = 0.0
     for p in (run / "stages").glob("*.json"):
         stage_seconds += float(json.loads(p.read_text()).get("seconds", 0.0))
@@ -86,6 +148,6 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         tau=float(route.get("tau", np.nan)),
         rounds=ev.get("rounds") or distill.get("rounds", []), y_true=y, y_score=s, y_pred=(s >= th).astype(np.int8),
         metrics=metrics, top_windows=_top(run, target, scores, exp.run.top_windows), notes=notes, counts=counts,
-        main_method=exp.run.mode)
+        main_method=exp.run.mode, warnings=[banner] if banner else [])
     write_report(run / "report", data)
     return run / "report" / "report.html"

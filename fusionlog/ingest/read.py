@@ -8,13 +8,24 @@ Runs inside Spark tasks (``mapInArrow``) in two passes over the same bytes, with
   quarantined`` against counts made independently of the outputs).
 - ``parse_split`` (pass 2) yields rows of the ``lines`` contract, with template ids and params from the
   mapping the driver mined (Drain3) from the distinct messages of pass 1.
+
+File-level decisions, the same in every split of a file and in both passes:
+
+- A gzip whose content is gzip again (``x.log.gz.gz``) is decompressed again, up to
+  ``MAX_GZ_LAYERS`` layers; content still gzip after that is quarantined whole (``nested_gzip``).
+- A file whose first ``SNIFF_BYTES`` (after decompression) are more than ``BINARY_SHARE`` non-text
+  (bytes that are not UTF-8, and control bytes other than tab, LF, VT, FF, CR and ESC) is binary:
+  every line of it is quarantined as ``binary_file`` and nothing of it is mined.
+- Line ends are LF, CRLF and a lone CR (old Mac line ends; counted per file as ``cr_line_ends``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +51,14 @@ SCAN = pa.schema(
 
 QUARANTINE_RAW_CAP = 4096
 CHUNK = 1 << 22  # bytes of complete lines parsed at once
+GZ_MAGIC = b"\x1f\x8b\x08"  # gzip, deflate
+MAX_GZ_LAYERS = 3  # gzip inside gzip: layers decompressed at most
+SNIFF_BYTES = 1 << 16  # the head of a file (after decompression) that decides whether it is binary
+BINARY_SHARE = 0.30  # binary above this share of non-text bytes in the head (Perl's -B uses 1/3)
+# one char per non-text byte once decoded with surrogateescape: undecodable bytes and C0 controls
+# other than \t \n \v \f \r and ESC (ANSI colours), and DEL
+_NON_TEXT = re.compile("[\udc80-\udcff\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 @dataclass
@@ -48,58 +67,142 @@ class SplitStats:
     parsed: int = 0
     quarantined: int = 0
     replaced_utf8: int = 0
+    cr_line_ends: int = 0  # lines ended by a lone CR
+    gz_layers: int = 0  # gzip layers decompressed: 0 plain, 1 gzip, 2 or 3 gzip inside gzip
+    binary: bool = False  # the file was treated as binary (every line quarantined as binary_file)
     reasons: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
-class _Blocks:
-    """Raw byte blocks of a split; truncation/corruption of gzip is noted in ``errors``/``broken``."""
+def non_text_share(head: bytes) -> float:
+    """Share of ``head``'s bytes that are not text: not UTF-8, or control bytes (see ``_NON_TEXT``)."""
+    if not head:
+        return 0.0
+    return len(_NON_TEXT.findall(head.decode("utf-8", "surrogateescape"))) / len(head)
 
-    def __init__(self, split: Split) -> None:
+
+def line_end_from(fh, pos: int) -> int | None:  # noqa: ANN001
+    """Position of the first line end at or after ``pos``: an LF (also the LF of a CRLF) or a CR not
+    followed by LF (a CR as the last byte of the file included); None when the file ends first."""
+    fh.seek(pos)
+    base, cr_last = pos, False
+    while True:
+        data = fh.read(1 << 16)
+        if cr_last:  # the previous piece ended in CR
+            return base if data[:1] == b"\n" else base - 1
+        if not data:
+            return None
+        lf, cr = data.find(b"\n"), data.find(b"\r")
+        if cr >= 0 and (lf < 0 or cr < lf):
+            if cr + 1 < len(data):
+                return base + cr + (data[cr + 1] == 10)
+            cr_last = True
+        elif lf >= 0:
+            return base + lf
+        base += len(data)
+
+
+def _peek(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first ``n`` bytes of a block stream, and the whole stream again."""
+    got: list[bytes] = []
+    size = 0
+    for b in blocks:
+        got.append(b)
+        size += len(b)
+        if size >= n:
+            break
+    head = b"".join(got)
+    return head[:n], itertools.chain([head], blocks)
+
+
+class _Blocks:
+    """Byte blocks of a split's lines, every line end made an LF (a lone CR becomes LF, CRLF stays).
+
+    Truncation/corruption of gzip is noted in ``errors``/``broken``; a reason for quarantining the
+    whole file (``binary_file``, ``nested_gzip``) in ``whole``/``whole_msg``: both are set before the
+    first block is yielded.
+    """
+
+    def __init__(self, split: Split, binary_share: float = BINARY_SHARE) -> None:
         self.split = split
+        self.binary_share = binary_share
         self.errors: list[str] = []
         self.broken = ""  # reason when the stream ended abnormally (the last partial line is lost)
+        self.whole = ""  # reason given to every line of the file
+        self.whole_msg = ""
+        self.gz_layers = 0
+        self.cr_line_ends = 0
 
     def __iter__(self) -> Iterator[bytes]:
         with open_binary(self.split.path) as fh:
-            yield from (self._gz(fh) if self.split.gz else self._plain(fh))
+            if self.split.gz:
+                content, head = self._gz_layers(fh)
+            else:  # every split of a file judges the same head: the file's first bytes
+                fh.seek(0)
+                head = fh.read(SNIFF_BYTES)
+                content = self._plain(fh)
+            if not self.whole:
+                share = non_text_share(head)
+                if share > self.binary_share:
+                    self.whole = "binary_file"
+                    self.whole_msg = (
+                        f"treated as binary: {share:.0%} of its first {len(head)} bytes are not text "
+                        f"(threshold {self.binary_share:.0%}); every line quarantined as binary_file"
+                    )
+            yield from self._lone_cr(content)
 
     def _plain(self, fh) -> Iterator[bytes]:  # noqa: ANN001
+        """The lines that start in [start, end): from the first line start at/after ``start`` to the
+        line end that finishes the line crossing ``end``."""
         s = self.split
-        pos = 0
-        if s.start > 0:  # the first line we own starts after the newline at/after start-1
-            fh.seek(s.start - 1)
-            head = fh.readline()
-            pos = s.start - 1 + len(head)
-            if not head.endswith(b"\n"):
+        begin = 0
+        if s.start > 0:
+            first = line_end_from(fh, s.start - 1)
+            if first is None:
                 return
-        last = b"\n"
-        while pos < s.end:
-            data = fh.read(min(CHUNK, s.end - pos))
+            begin = first + 1
+        if begin >= s.end:
+            return
+        stop = line_end_from(fh, s.end - 1)
+        left = None if stop is None else stop + 1 - begin
+        fh.seek(begin)
+        while left is None or left > 0:
+            data = fh.read(CHUNK if left is None else min(CHUNK, left))
             if not data:
                 return
-            pos += len(data)
-            last = data[-1:]
-            yield data
-        while last != b"\n":  # finish the line that crosses the end of the split
-            data = fh.read(1 << 16)
-            if not data:
-                return
-            i = data.find(b"\n")
-            if i >= 0:
-                yield data[: i + 1]
-                return
+            if left is not None:
+                left -= len(data)
             yield data
 
-    def _gz(self, fh) -> Iterator[bytes]:  # noqa: ANN001
-        dec = zlib.decompressobj(31)
+    def _gz_layers(self, fh) -> tuple[Iterator[bytes], bytes]:  # noqa: ANN001
+        """The decompressed content (gzip inside gzip decompressed again) and its first bytes."""
+        content = self._gunzip(iter(lambda: fh.read(1 << 18), b""))
+        self.gz_layers = 1
         while True:
-            chunk = fh.read(1 << 18)
-            if not chunk:
-                break
+            head, content = _peek(content, SNIFF_BYTES)
+            if not head.startswith(GZ_MAGIC):
+                return content, head
+            if self.gz_layers >= MAX_GZ_LAYERS:
+                self.whole = "nested_gzip"
+                self.whole_msg = (
+                    f"still gzip after {MAX_GZ_LAYERS} layers of gzip were decompressed; "
+                    "every line quarantined as nested_gzip"
+                )
+                return content, head
+            content = self._gunzip(content)
+            self.gz_layers += 1
+
+    def _gunzip(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        dec = zlib.decompressobj(31)
+        carry = b""
+        for chunk in chunks:
+            chunk, carry = carry + chunk, b""
             while chunk:
                 if dec.eof:  # next member of a multi-member gzip, or trailing padding
                     if not chunk.strip(b"\x00"):
+                        break
+                    if len(chunk) < 2 and b"\x1f\x8b".startswith(chunk):  # the magic spans two chunks
+                        carry = chunk
                         break
                     if not chunk.startswith(b"\x1f\x8b"):
                         self._broke("corrupt_gzip", "data after the end of the gzip stream")
@@ -113,8 +216,32 @@ class _Blocks:
                 chunk = dec.unused_data if dec.eof else b""
                 if data:
                     yield data
-        if not dec.eof:
+        if carry:
+            self._broke("corrupt_gzip", "data after the end of the gzip stream")
+        elif not dec.eof and not self.broken:  # an inner layer cut short by a broken outer one: noted once
             self._broke("truncated_gzip", "gzip stream ends early (truncated)")
+
+    def _lone_cr(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
+        """Lone CRs (not followed by LF) become LF, counted in ``cr_line_ends``; a CR at the end of
+        a block waits for the next block's first byte."""
+        held = False
+        for b in blocks:
+            if held:
+                b = b"\r" + b
+            held = b.endswith(b"\r")
+            if held:
+                b = b[:-1]
+            cr = b.count(b"\r")
+            if cr:
+                lone = cr - b.count(b"\r\n")
+                if lone:
+                    self.cr_line_ends += lone
+                    b = _LONE_CR.sub(b"\n", b)
+            if b:
+                yield b
+        if held:
+            self.cr_line_ends += 1
+            yield b"\n"
 
     def _broke(self, reason: str, message: str) -> None:
         self.broken = reason
@@ -172,14 +299,17 @@ def _empty(n: int, kind: str) -> dict[str, pa.Array]:
 Templates = dict[str, tuple[int, tuple[int, ...], int]]
 
 
-def _lines_of(split: Split, max_line_bytes: int) -> tuple[_Blocks, Iterator[tuple[bytes, bool]], int]:
+def _lines_of(
+    split: Split, max_line_bytes: int, binary_share: float = BINARY_SHARE
+) -> tuple[_Blocks, Iterator[tuple[bytes, bool]], int]:
     line_no = split.prior_newlines + (1 if split.start == 0 else 2)
-    if split.start > 0:  # is the byte before the split a line break? then the split starts a line
+    if split.start > 0:  # does a line end just before the split? (LF, or CR not followed by LF)
         with open_binary(split.path) as fh:
             fh.seek(split.start - 1)
-            if fh.read(1) == b"\n":
+            two = fh.read(2)
+            if two[:1] == b"\n" or (two[:1] == b"\r" and two[1:2] != b"\n"):
                 line_no -= 1
-    blocks = _Blocks(split)
+    blocks = _Blocks(split, binary_share)
     return blocks, _chunks(blocks, max_line_bytes), line_no
 
 
@@ -213,15 +343,27 @@ def _classify(raw: pa.BinaryArray, st: SplitStats | None, max_line_bytes: int, o
 
 
 def scan_split(
-    split: Split, parser: BatchParser, max_line_bytes: int = 65536, on_invalid_utf8: str = "replace"
+    split: Split,
+    parser: BatchParser,
+    max_line_bytes: int = 65536,
+    on_invalid_utf8: str = "replace",
+    binary_share: float = BINARY_SHARE,
 ) -> Iterator[pa.RecordBatch]:
     """Pass 1: distinct masked messages, quarantined lines, and the reader's counts for ``split``."""
     st = SplitStats()
     path = split.path
     distinct: dict[str, list[int]] = {}
-    blocks, chunks, line_no = _lines_of(split, max_line_bytes)
+    blocks, chunks, line_no = _lines_of(split, max_line_bytes, binary_share)
     try:
         for data, broken in chunks:
+            if blocks.whole:  # binary, or gzip nested too deep: every line quarantined, none mined
+                if data:
+                    raws = [r.rstrip(b"\n").removesuffix(b"\r") for r in _line_array(data).to_pylist()]
+                    n = len(raws)
+                    st.read += n
+                    yield _quarantine_batch(st, path, list(range(line_no, line_no + n)), raws, [blocks.whole] * n)
+                    line_no += n
+                continue
             if broken:
                 if data:
                     st.read += 1
@@ -253,6 +395,9 @@ def scan_split(
             line_no += n
     except OSError as exc:
         blocks.errors.append(f"read error: {exc}")
+    st.cr_line_ends, st.gz_layers, st.binary = blocks.cr_line_ends, blocks.gz_layers, blocks.whole == "binary_file"
+    if blocks.whole_msg and split.start == 0:  # said once per file, by its first split
+        st.errors.append(blocks.whole_msg)
     st.errors.extend(f"{m} after {st.read} lines" for m in blocks.errors)
     if distinct:
         cols = _empty(len(distinct), "distinct")
@@ -285,12 +430,15 @@ def parse_split(
     templates: Templates,
     max_line_bytes: int = 65536,
     on_invalid_utf8: str = "replace",
+    binary_share: float = BINARY_SHARE,
 ) -> Iterator[pa.RecordBatch]:
     """Pass 2: the ``lines`` rows of ``split`` (the same lines pass 1 counted as parsed)."""
     path = split.path
     path_sessions = parser.line.path_sessions_of(path)
-    blocks, chunks, line_no = _lines_of(split, max_line_bytes)
+    blocks, chunks, line_no = _lines_of(split, max_line_bytes, binary_share)
     for data, broken in chunks:
+        if blocks.whole:  # quarantined whole in pass 1: no line of it
+            return
         if broken:
             line_no += 1 if data else 0
             continue

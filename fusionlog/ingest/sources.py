@@ -25,7 +25,8 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Split:
-    """A byte range of one file. Gzip files are one split; ``prior_newlines`` = newlines before start."""
+    """A byte range of one file. Gzip files are one split; ``prior_newlines`` = line ends before start
+    (LF, CRLF, lone CR: see ``count_newlines``)."""
 
     split_id: int
     path: str
@@ -131,8 +132,13 @@ def open_binary(path: str) -> BinaryIO:
 
 
 def count_newlines(path: str, start: int, end: int, chunk: int = 1 << 22) -> int:
-    """Number of b'\\n' bytes in [start, end)."""
+    """Number of line ends in [start, end): LF, CRLF (at its LF) and a lone CR (not followed by LF).
+
+    A CR at ``end - 1`` followed by an LF at ``end`` is not counted here: that line end is the LF's,
+    in the next range (as the reader sees it, ``fusionlog.ingest.read.line_end_from``).
+    """
     n = 0
+    cr_last = False
     with open_binary(path) as fh:
         fh.seek(start)
         left = end - start
@@ -140,8 +146,13 @@ def count_newlines(path: str, start: int, end: int, chunk: int = 1 << 22) -> int
             buf = fh.read(min(chunk, left))
             if not buf:
                 break
-            n += buf.count(b"\n")
+            if cr_last and buf[:1] == b"\n":  # a CRLF across two pieces: its CR was counted
+                n -= 1
+            n += buf.count(b"\n") + buf.count(b"\r") - buf.count(b"\r\n")
+            cr_last = buf.endswith(b"\r")
             left -= len(buf)
+        if cr_last and left == 0 and fh.read(1) == b"\n":
+            n -= 1
     return n
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from pyspark.sql import functions as F
 
 from fusionlog import contracts
 from fusionlog.config import IngestConfig, SessionListLabels, SystemConfig, load_ingest, load_system
+from fusionlog.console import Reporter
 from fusionlog.ingest.labels import label_lines_by_session, read_session_list
 from fusionlog.ingest.mask import placeholders
 from fusionlog.ingest.parse import BatchParser
@@ -63,10 +67,40 @@ def state_path(out: Path, system: str) -> Path:
     return out / "state" / f"templates_{system}.json"
 
 
-def _run_splits(spark: SparkSession, splits: list[Split], fn) -> list[int]:  # noqa: ANN001
-    """Run ``fn(split) -> rows written`` on every split, one split per Spark task."""
-    rdd = spark.sparkContext.parallelize([s.__dict__ for s in splits], max(1, len(splits)))
-    return rdd.map(lambda d: fn(Split(**d))).collect()
+def _run_splits(spark: SparkSession, splits: list[Split], fn,  # noqa: ANN001
+                progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """Run ``fn(split) -> rows written`` on every split, one split per Spark task; ``progress(done, total)``
+    follows the finished tasks (Spark's status tracker, polled each second)."""
+    sc = spark.sparkContext
+    rdd = sc.parallelize([s.__dict__ for s in splits], max(1, len(splits)))
+    if progress is None:
+        return rdd.map(lambda d: fn(Split(**d))).collect()
+    group = f"fusionlog-ingest-{uuid.uuid4().hex[:8]}"
+    sc.setJobGroup(group, "fusionlog ingest")
+    stop, total = threading.Event(), max(1, len(splits))
+
+    def poll() -> None:
+        tracker = sc.statusTracker()
+        while not stop.wait(1.0):
+            done = 0
+            for job in tracker.getJobIdsForGroup(group):
+                info = tracker.getJobInfo(job)
+                for sid in info.stageIds if info else []:
+                    st = tracker.getStageInfo(sid)
+                    done += st.numCompletedTasks if st else 0
+            progress(min(done, total), total)
+
+    progress(0, total)
+    t = threading.Thread(target=poll, name="ingest-progress", daemon=True)
+    t.start()
+    try:
+        return rdd.map(lambda d: fn(Split(**d))).collect()
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        sc.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+        progress(total, total)
 
 
 def _write_batches(batches, schema: pa.Schema, dest: Path) -> int:  # noqa: ANN001
@@ -128,13 +162,14 @@ def _mine(scan: DataFrame, miner: TemplateMiner, marks: frozenset[str]) -> tuple
     return {m: (t, *shape[t]) for m, t in zip(msgs, ids, strict=True)}, per_template
 
 
-def _scan_one(split: Split, parser, max_line: int, utf8: str, dest: str) -> int:  # noqa: ANN001
-    batches = scan_split(split, parser(), max_line, utf8)
+def _scan_one(split: Split, parser, max_line: int, utf8: str, dest: str, binary: float) -> int:  # noqa: ANN001
+    batches = scan_split(split, parser(), max_line, utf8, binary)
     return _write_batches(batches, SCAN, Path(dest) / f"part-{split.split_id:05d}.parquet")
 
 
-def _parse_one(split: Split, parser, templates, max_line: int, utf8: str, dest: str) -> int:  # noqa: ANN001
-    batches = parse_split(split, parser(), templates.value, max_line, utf8)
+def _parse_one(split: Split, parser, templates, max_line: int, utf8: str, dest: str,  # noqa: ANN001
+               binary: float) -> int:
+    batches = parse_split(split, parser(), templates.value, max_line, utf8, binary)
     return _write_batches(batches, contracts.LINES, Path(dest) / f"part-{split.split_id:05d}.parquet")
 
 
@@ -168,9 +203,11 @@ def ingest(
     state_in: Path | None = None,
     cfg: IngestConfig | None = None,
     spark: SparkSession | None = None,
+    progress: Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None]]] | None = None,
 ) -> IngestResult:
     """Ingest raw archives of one system into the run directory ``out``.
 
+    ``progress(what)``: a progress bar factory (``fusionlog.console.Reporter.bar``) for the two passes' tasks.
     ``labels``: label files for ``session_list`` systems (e.g. the HDFS anomalous block list).
     ``state_in``: template state of an earlier ingest (keeps its template ids); defaults to this
     run's own saved state when present.
@@ -185,6 +222,7 @@ def ingest(
     t0 = time.perf_counter()
     spark = spark or get_spark(cfg.spark)
 
+    bar = progress or Reporter().bar
     files = expand_inputs(inputs)
     # enough splits to keep every core busy (2 per core), none larger than split_mb
     plain = sum(f.size for f in files if not f.gz)
@@ -197,8 +235,10 @@ def ingest(
     try:
         # pass 1: distinct masked messages, quarantine and reader counts (small)
         (work / "scan").mkdir(parents=True)
-        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8, dest=str(work / "scan"))
-        _run_splits(spark, splits, scan_fn)
+        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8, dest=str(work / "scan"),
+                                    binary=cfg.binary_share)
+        with bar(f"ingest {syscfg.name} pass 1 ({len(files)} files, {len(splits)} tasks)") as tick:
+            _run_splits(spark, splits, scan_fn, tick)
         scan = spark.read.parquet(str(work / "scan"))
         res.seconds["scan"] = time.perf_counter() - t0
 
@@ -218,8 +258,9 @@ def ingest(
         with atomic_dir(partition_dir(out, "lines", syscfg.name)) as tmp:
             tmp.mkdir()
             parse_fn = functools.partial(_parse_one, parser=parser, templates=bc, max_line=max_line, utf8=utf8,
-                                         dest=str(tmp))
-            _run_splits(spark, splits, parse_fn)
+                                         dest=str(tmp), binary=cfg.binary_share)
+            with bar(f"ingest {syscfg.name} pass 2 (tasks)") as tick:
+                _run_splits(spark, splits, parse_fn, tick)
         bc.unpersist()
         res.seconds["lines"] = time.perf_counter() - t2
 
@@ -280,9 +321,13 @@ def _reconcile(
     reader: dict[str, dict] = {}
     for row in scan.where("kind = 'stats'").select("file", "stats").collect():
         s = json.loads(row["stats"])
-        agg = reader.setdefault(row["file"], {"read": 0, "replaced_utf8": 0, "reasons": {}, "errors": []})
+        agg = reader.setdefault(row["file"], {"read": 0, "replaced_utf8": 0, "cr_line_ends": 0, "gz_layers": 0,
+                                              "binary": False, "reasons": {}, "errors": []})
         agg["read"] += s["read"]
         agg["replaced_utf8"] += s["replaced_utf8"]
+        agg["cr_line_ends"] += s.get("cr_line_ends", 0)
+        agg["gz_layers"] = max(agg["gz_layers"], s.get("gz_layers", 0))
+        agg["binary"] = agg["binary"] or s.get("binary", False)
         agg["errors"].extend(s["errors"])
         for k, v in s["reasons"].items():
             agg["reasons"][k] = agg["reasons"].get(k, 0) + v
@@ -307,6 +352,12 @@ def _reconcile(
         res.files.append({"file": path, "read": agg["read"], "parsed": p, "quarantined": q, **agg})
         res.lines += p
         res.quarantined += q
+        name = Path(path).name
+        if agg["cr_line_ends"]:
+            res.notes.append(f"{name}: {agg['cr_line_ends']} lines end with a lone CR (old Mac line ends), "
+                             "each read as a line end")
+        if agg["gz_layers"] > 1:
+            res.notes.append(f"{name}: gzip inside gzip, {agg['gz_layers']} layers decompressed")
         if agg["read"] != p + q:
             bad.append(f"{path}: read {agg['read']} != parsed {p} + quarantined {q}")
     if bad:

@@ -1,15 +1,29 @@
 """A persistent cache of verdicts keyed by (model, prompt version, window signature, knowledge-base
-version), in SQLite (one file, safe for the threads of one labeling run)."""
+version), in SQLite (one file, safe for the threads of one labeling run).
+
+Abstentions are remembered too (table ``abstentions``, with their kind and reason), for one *session*: by
+default the process that wrote them, i.e. one ``fusionlog run`` (its llm-only pass and every distillation
+round). Within it a signature the LLM abstained on is not asked again; a later process asks again (the
+endpoint may be back, the configuration fixed). Files written before this table existed gain it on open
+(``CREATE TABLE IF NOT EXISTS``: no migration, the ``verdicts`` table is unchanged).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from fusionlog.llm.client import Verdict
+
+# one id per process: the default session of every cache opened in it
+SESSION = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
 def signature(template_ids: list[int], mode: str = "ordered") -> str:
@@ -18,14 +32,25 @@ def signature(template_ids: list[int], mode: str = "ordered") -> str:
     return hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Abstention:
+    kind: str  # refused | error | invalid | unfit
+    reason: str
+
+
 class VerdictCache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, session: str | None = None) -> None:
+        """``session``: abstentions written under another session are not read back (default: this process)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self.session = session or SESSION
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         with self._lock, self._db:
             self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (model TEXT, prompt TEXT, signature TEXT, kb TEXT, "
                              "verdict TEXT, PRIMARY KEY (model, prompt, signature, kb))")
+            self._db.execute("CREATE TABLE IF NOT EXISTS abstentions (model TEXT, prompt TEXT, signature TEXT, "
+                             "kb TEXT, session TEXT, kind TEXT, reason TEXT, created REAL, "
+                             "PRIMARY KEY (model, prompt, signature, kb, session))")
 
     def get(self, model: str, prompt: str, sig: str, kb: str) -> Verdict | None:
         with self._lock:
@@ -37,6 +62,20 @@ class VerdictCache:
         with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
                              (model, prompt, sig, kb, verdict.model_dump_json()))
+            self._db.execute("DELETE FROM abstentions WHERE model=? AND prompt=? AND signature=? AND kb=?",
+                             (model, prompt, sig, kb))
+
+    def abstention(self, model: str, prompt: str, sig: str, kb: str) -> Abstention | None:
+        """This session's remembered abstention on the key, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT kind, reason FROM abstentions WHERE model=? AND prompt=? AND signature=? "
+                                   "AND kb=? AND session=?", (model, prompt, sig, kb, self.session)).fetchone()
+        return Abstention(row[0], row[1]) if row else None
+
+    def put_abstention(self, model: str, prompt: str, sig: str, kb: str, kind: str, reason: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO abstentions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (model, prompt, sig, kb, self.session, kind, reason[:500], time.time()))
 
     def close(self) -> None:
         self._db.close()

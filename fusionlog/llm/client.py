@@ -1,5 +1,7 @@
 """One client for every OpenAI-compatible chat endpoint (our Ray Serve vLLM app, or any server the user
 names): JSON-schema structured output, validation, retries with backoff, a timeout, then abstention.
+A request the server refuses as invalid (HTTP 4xx but 408/429) is never retried: it is counted ``refused``.
+The model's context length is read once (config, else ``GET /models``, else a default) for prompt fitting.
 
 The model's answer is untrusted data: it is parsed as JSON and validated against :class:`Verdict`; it is
 never executed or interpreted further.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fusionlog.llm.prompt import SAFETY_TOKENS, ByteEstimate, TokenCounter
 
 LABELS = ("normal", "anomalous")
 
@@ -47,69 +52,193 @@ class CallStats:
     calls: int = 0  # HTTP requests sent
     retries: int = 0
     invalid: int = 0  # answers that were not a valid Verdict
-    errors: int = 0  # HTTP errors and timeouts
-    abstained: int = 0
+    errors: int = 0  # transient failures (HTTP 429 / 408 / 5xx, timeouts, unreachable): retried
+    refused: int = 0  # requests the server rejected as invalid (HTTP 4xx but 408/429): sent once, never retried
+    unfit: int = 0  # prompts that could not fit the model's context: never sent
+    abstained: int = 0  # verdicts not given (every cause above, after its retries)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Answer:
+    """One labeling attempt's outcome: a verdict, or an abstention with its kind and reason."""
+
+    verdict: Verdict | None
+    kind: str = "verdict"  # verdict | refused | error | invalid | unfit
+    reason: str = ""
+
+
+RETRY_STATUS = frozenset({408, 429})  # 4xx statuses that mean "later", not "never"
+DEFAULT_CONTEXT = 2048  # tokens, when neither the config nor the server says (most served models have more)
+
+
+def _status_detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = exc.read().decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 (a body that cannot be read is no detail)
+        body = ""
+    try:
+        doc = json.loads(body)
+        err = doc.get("error", doc) if isinstance(doc, dict) else doc
+        body = str(err.get("message", err) if isinstance(err, dict) else err)
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    return " ".join(body.split())[:200] or str(exc.reason)
+
+
+def context_of(models: dict, model: str) -> int | None:
+    """The context length (tokens) a ``GET /models`` answer gives for ``model``: vLLM's ``max_model_len``, Ray
+    Serve LLM's ``metadata.max_request_context_length``, or a ``context_length``/``context_window`` field."""
+    data = models.get("data") if isinstance(models, dict) else None
+    if not isinstance(data, list):
+        return None
+    cards = [c for c in data if isinstance(c, dict)]
+    mine = [c for c in cards if c.get("id") == model] or (cards if len(cards) == 1 else [])
+    for card in mine:
+        meta = card.get("metadata") if isinstance(card.get("metadata"), dict) else {}
+        for v in (card.get("max_model_len"), meta.get("max_request_context_length"), meta.get("max_model_len"),
+                  card.get("context_length"), card.get("context_window")):
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+    return None
+
+
 class ChatClient:
-    """POST ``{base_url}/chat/completions``; ``api_key_env`` names the environment variable of the key."""
+    """POST ``{base_url}/chat/completions``; ``api_key_env`` names the environment variable of the key.
+
+    ``context_tokens``: the model's context length (None: ``GET {base_url}/models`` once, then
+    ``default_context``, then :data:`DEFAULT_CONTEXT`); ``counter`` counts prompt tokens (default: the
+    conservative :class:`~fusionlog.llm.prompt.ByteEstimate`)."""
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout_s: float = 120.0,
-                 max_tokens: int = 128, retries: int = 3, backoff_s: float = 1.0, structured: bool = True) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
+                 max_tokens: int = 128, retries: int = 3, backoff_s: float = 1.0, structured: bool = True,
+                 context_tokens: int | None = None, default_context: int | None = None,
+                 counter: TokenCounter | None = None, counter_note: str = "") -> None:
+        self.base = base_url.rstrip("/")
+        self.url = self.base + "/chat/completions"
         self.model = model
         self.key = os.environ.get(api_key_env, "") if api_key_env else ""
         if api_key_env and not self.key:
             raise ValueError(f"the LLM API key variable {api_key_env} is not set")
         self.timeout_s, self.max_tokens, self.retries, self.backoff_s = timeout_s, max_tokens, retries, backoff_s
         self.structured = structured
+        self.context_tokens, self.default_context = context_tokens, default_context
+        self.counter: TokenCounter = counter or ByteEstimate()
+        self.counter_note = counter_note or f"prompt tokens: {self.counter.name}"
+        self.context_source = ""
+        self._context: int | None = None
+        self._context_lock = threading.Lock()
+        self._lock = threading.Lock()
         self.stats = CallStats()
 
+    def _headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
+
     def _post(self, body: dict) -> dict:
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {self.key}"} if self.key else {})})
+        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST", headers=self._headers())
         with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 (URL from config)
             return json.loads(resp.read().decode("utf-8"))
 
+    def server_context(self) -> int | None:
+        """The context length ``GET {base_url}/models`` reports for this model (None: not reported/reachable)."""
+        req = urllib.request.Request(self.base + "/models", method="GET", headers=self._headers())
+        try:
+            with urllib.request.urlopen(req, timeout=min(self.timeout_s, 10.0)) as resp:  # noqa: S310
+                return context_of(json.loads(resp.read().decode("utf-8")), self.model)
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError):
+            return None
+
+    def context_limit(self) -> int:
+        """The model's context length in tokens, found once: config, else the server, else the defaults."""
+        with self._context_lock:
+            if self._context is None:
+                found = [(self.context_tokens, "config")]
+                if not self.context_tokens:
+                    found.append((self.server_context(), "server"))
+                found += [(self.default_context, "serve config"), (DEFAULT_CONTEXT, "default")]
+                self._context, self.context_source = next((n, src) for n, src in found if n)
+            return self._context
+
+    def prompt_budget(self) -> int:
+        """Tokens a prompt may take: the context less the answer's ``max_tokens`` and a safety margin."""
+        return self.context_limit() - self.max_tokens - SAFETY_TOKENS
+
+    def describe(self) -> str:
+        """One line for the console: the context limit, where it came from, and how prompt tokens are counted."""
+        n = self.context_limit()
+        return (f"LLM context {n} tokens ({self.context_source}); prompts fitted to {self.prompt_budget()} tokens "
+                f"(max_tokens {self.max_tokens} kept free); {self.counter_note}")
+
     def verdict(self, messages: list[dict]) -> Verdict | None:
-        """A validated verdict, or None (abstain) after ``retries`` failed attempts."""
+        """A validated verdict, or None (abstain); see :meth:`ask`."""
+        return self.ask(messages).verdict
+
+    def ask(self, messages: list[dict]) -> Answer:
+        """A validated verdict, or an abstention: at once when the server refuses the request as invalid (HTTP
+        4xx but 408/429: the same request would be refused again), else after ``retries`` failed attempts
+        (transient errors, timeouts, invalid answers) with exponential backoff."""
         body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0.0}
         if self.structured:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
         t0 = time.perf_counter()
+        kind, reason = "error", ""
         try:
             for attempt in range(self.retries + 1):
                 if attempt:
-                    self.stats.retries += 1
+                    self._count(retries=1)
                     time.sleep(self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))  # noqa: S311
-                self.stats.calls += 1
+                self._count(calls=1)
                 try:
                     out = self._post(body)
                     choice = out["choices"][0]
                     text = choice["message"]["content"] or ""
+                except urllib.error.HTTPError as exc:
+                    detail = _status_detail(exc)
+                    if 400 <= exc.code < 500 and exc.code not in RETRY_STATUS:
+                        self._count(refused=1, abstained=1)
+                        reason = f"refused: HTTP {exc.code}: {detail}"
+                        self._problem(reason)
+                        return Answer(None, "refused", reason)
+                    self._count(errors=1)
+                    kind, reason = "error", f"HTTP {exc.code}: {detail}"
+                    self._problem(f"request failed: {reason}")
+                    continue
                 except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError, TypeError,
                         json.JSONDecodeError) as exc:
-                    self.stats.errors += 1
-                    self._problem(f"request failed: {exc}")
+                    self._count(errors=1)
+                    kind, reason = "error", f"request failed: {exc}"
+                    self._problem(reason)
                     continue
                 if choice.get("finish_reason") == "length":
-                    self.stats.invalid += 1
-                    self._problem(f"answer cut at max_tokens={self.max_tokens}: {text[:120]!r}")
+                    self._count(invalid=1)
+                    kind, reason = "invalid", f"answer cut at max_tokens={self.max_tokens}: {text[:120]!r}"
+                    self._problem(reason)
                     continue
                 try:
-                    return Verdict.model_validate(json.loads(text))
+                    return Answer(Verdict.model_validate(json.loads(text)))
                 except (json.JSONDecodeError, ValidationError) as exc:
-                    self.stats.invalid += 1
-                    self._problem(f"invalid answer ({type(exc).__name__}): {text[:120]!r}")
-            self.stats.abstained += 1
-            return None
+                    self._count(invalid=1)
+                    kind, reason = "invalid", f"invalid answer ({type(exc).__name__}): {text[:120]!r}"
+                    self._problem(reason)
+            self._count(abstained=1)
+            return Answer(None, kind, f"{reason} (after {self.retries + 1} attempts)")
         finally:
-            self.stats.seconds += time.perf_counter() - t0
+            self._count(seconds=time.perf_counter() - t0)
+
+    def unfit(self, reason: str) -> Answer:
+        """Abstain without a request: the prompt cannot fit the model's context."""
+        self._count(unfit=1, abstained=1)
+        self._problem(f"unfit: {reason}")
+        return Answer(None, "unfit", f"unfit: {reason}")
+
+    def _count(self, **delta: float) -> None:
+        with self._lock:
+            for k, v in delta.items():
+                setattr(self.stats, k, getattr(self.stats, k) + v)
 
     def _problem(self, msg: str) -> None:
-        if len(self.stats.problems) < 20:
-            self.stats.problems.append(msg)
+        with self._lock:
+            if len(self.stats.problems) < 20:
+                self.stats.problems.append(msg)

