@@ -57,14 +57,21 @@ def _reporter():  # noqa: ANN202
 def _run_logged(run: Path, verbose: bool, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     """``fn`` with Ray/Serve/vLLM/Spark chatter sent to ``<run>/logs/fusionlog.log`` (unless ``verbose``)."""
     from fusionlog.console import quiet_logs
+    from fusionlog.rundir import log_file
 
-    with quiet_logs(Path(run) / "logs" / "fusionlog.log", verbose) as log:
+    with quiet_logs(log_file(run), verbose) as log:
         if log is not None:
             console.print(f"Ray, Serve, vLLM and Spark logs go to {log} (--verbose shows them here)", style="dim")
         return fn(*args, **kwargs)
 
 
 VERBOSE = typer.Option("--verbose", "-v", help="show Ray/Serve/vLLM/Spark logs on the console")
+
+
+def _methods_help() -> str:
+    from fusionlog.methods import names
+
+    return " | ".join(names())
 
 
 def _conf(conf: Path | None) -> None:
@@ -149,10 +156,11 @@ def embed(
     """Embed the run's templates (Ray Data actor pool) into the LanceDB table `templates`."""
     _conf(conf)
     from fusionlog.embed.stage import embed as run_embed
+    from fusionlog.rundir import lancedb_dir
 
     r = run_embed(run)
     console.print(f"{r.templates} templates, {r.encoded} encoded ({r.model}, dim {r.dim}) in {r.seconds:.1f} s; "
-                  f"store: {run / 'lancedb'}")
+                  f"store: {lancedb_dir(run)}")
 
 
 @app.command()
@@ -194,6 +202,7 @@ def _branch_f1(run: Path, target: str, model: Path) -> dict[float, dict]:
     from fusionlog.evaluate.stage import branch_sweep
     from fusionlog.model.score import score_system
     from fusionlog.route.stage import SWEEP
+    from fusionlog.rundir import table_dir
     from fusionlog.train.data import read_windows
 
     t = read_windows(run, target, ["window_id", "label"])
@@ -203,7 +212,7 @@ def _branch_f1(run: Path, target: str, model: Path) -> dict[float, dict]:
         return {}
     ids, scores = score_system(run, model, target)
     pos = dict(zip(ids, scores.tolist(), strict=True))
-    routes = pq.read_table(run / "routes" / f"system={target}", columns=["window_id", "x_sim"])
+    routes = pq.read_table(table_dir(run, "routes", target), columns=["window_id", "x_sim"])
     xs = dict(zip(routes["window_id"].to_pylist(), routes["x_sim"].to_pylist(), strict=True))
     wid = t["window_id"].to_pylist()
     rows = branch_sweep(np.array(t["label"].to_pylist()), [np.array([pos[i] for i in wid])],
@@ -237,7 +246,8 @@ def prepare(
 def train(
     experiment: Annotated[str, typer.Argument(help="conf/experiments/<name>.yaml, or a path")],
     run: Annotated[Path | None, typer.Option("--run", "-r", help="run directory (default runs/<name>)")] = None,
-    mode: Annotated[str | None, typer.Option(help="source_only | meta | meta_align (default: the config's)")] = None,
+    objective: Annotated[str | None, typer.Option(help="source_only | meta | meta_align (default: the config's)")]
+    = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the config's)")] = None,
     use_gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="train on GPUs")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers (DDP)")] = None,
@@ -248,7 +258,7 @@ def train(
 
     exp = load_experiment(experiment)
     run = run or Path("runs") / exp.name
-    upd = {k: v for k, v in {"mode": mode, "seed": seed, "use_gpu": use_gpu, "num_workers": workers}.items()
+    upd = {k: v for k, v in {"objective": objective, "seed": seed, "use_gpu": use_gpu, "num_workers": workers}.items()
            if v is not None}
     cfg = exp.train.model_copy(update=upd)
     cfg = type(cfg).model_validate(cfg.model_dump())  # validate the overrides
@@ -280,9 +290,10 @@ def evaluate(
     run = run or Path("runs") / exp.name
     res = run_eval(run, exp, _progress)
     from fusionlog.evaluate.stage import markdown
+    from fusionlog.rundir import experiment_eval_file
 
     console.print(markdown(res))
-    console.print(f"written: {run / 'eval' / (exp.name + '.json')} ({res['seconds']:.0f} s)")
+    console.print(f"written: {experiment_eval_file(run, exp.name)} ({res['seconds']:.0f} s)")
 
 
 @app.command()
@@ -295,7 +306,7 @@ def synth(
     anomaly_ratio: float = 0.03,
 ) -> None:
     """Write a synthetic archive from a system's real templates (for scale benchmarks only)."""
-    from fusionlog.ingest.synth import synth as run
+    from fusionlog.bench.synth import synth as run
 
     console.print_json(json.dumps(run(system, lines, out, seed=seed, anomaly_ratio=anomaly_ratio), default=str))
 
@@ -325,8 +336,8 @@ def run_cmd(
     run: Annotated[Path | None, typer.Option("--run", "-r", help="run directory (default runs/<name>)")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="re-run from this stage on")] = None,
     until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
-    mode: Annotated[str | None, typer.Option(help="fusionlog | generallog | no-router | llm-only (default: config)")]
-    = None,
+    mode: Annotated[str | None, typer.Option("--mode", "--method", help=f"detection method: {_methods_help()} "
+                                             "(default: the config's)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the config's)")] = None,
     conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
     verbose: Annotated[bool, VERBOSE] = False,
@@ -345,21 +356,25 @@ def run_cmd(
     print_run(run, out)
 
 
-def print_run(run: Path, out: dict) -> None:
-    ev = out.get("evaluate", {})
-    if ev.get("labeled"):
-        t = Table(title=f"F1 on {ev['labeled']} labeled target windows (labels read by evaluate only)")
+def print_run(run: Path, out) -> None:  # noqa: ANN001 (fusionlog.stages.RunState)
+    from fusionlog.rundir import table_dir
+
+    ev = out.evaluate
+    if ev is not None and ev.labeled:
+        t = Table(title=f"F1 on {ev.labeled} labeled target windows (labels read by evaluate only)")
         t.add_column("method")
         t.add_column("F1", justify="right")
-        for m, f in ev["f1"].items():
+        for m, f in ev.f1.items():
             t.add_row(m, f"{f:.3f}")
         console.print(t)
-    det = out.get("detect", {})
-    if det:
-        console.print(f"scores: {det['windows']} windows, {det['anomalous']} anomalous ({det['mode']}) -> "
-                      f"{run / 'scores'}")
-    if "report" in out:
-        console.print(f"[bold green]report:[/] {out['report']['report']}")
+    det = out.detect
+    if det is not None:
+        console.print(f"scores: {det.windows} windows, {det.anomalous} anomalous ({det.mode}) -> "
+                      f"{table_dir(run, 'scores')}")
+    for w in (out.distill.llm_warnings if out.distill else []):
+        console.print(f"[bold yellow]warning:[/] {escape(w)}")
+    if out.report is not None:
+        console.print(f"[bold green]report:[/] {out.report.report}")
 
 
 @app.command()
@@ -368,7 +383,7 @@ def results(
     experiments: Annotated[list[str], typer.Argument(help="conf/experiments/<name>.yaml names or paths")],
     root: Annotated[Path, typer.Option(help="one run directory per experiment under this")] = Path("runs/results"),
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
-    modes: Annotated[str | None, typer.Option(help="comma-separated modes (default: all four)")] = None,
+    modes: Annotated[str | None, typer.Option(help="comma-separated methods (default: every non-baseline one)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write all results as JSON")] = None,
 ) -> None:
     """Every mode x seed of each experiment (fusionlog run), F1 beside the baselines, LLM calls, wall time."""
@@ -420,11 +435,12 @@ def label(
     from fusionlog.config import load_llm
     from fusionlog.llm.endpoint import llm_client
     from fusionlog.llm.stage import label_system
+    from fusionlog.rundir import llm_labels_dir
 
     cfg = load_llm()
     with llm_client(cfg) as client:
         stats = label_system(run, system, client, cfg, [s for s in kb.split(",") if s], proprietary)
-    console.print(f"{system}: {stats.line()}; -> {run / 'llm_labels' / f'system={system}'}")
+    console.print(f"{system}: {stats.line()}; -> {llm_labels_dir(run, system)}")
     if (msg := stats.warning(cfg.abstain_warn_rate)) is not None:
         console.print(f"[bold yellow]warning:[/] {escape(msg)}")
     for p in stats.problems[:5]:

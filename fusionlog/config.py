@@ -336,13 +336,13 @@ class ModelConfig(_Model):
 class TrainConfig(_Model):
     """Training of the small model with Ray Train (``TorchTrainer``, DDP across workers).
 
-    ``mode``: ``source_only`` (supervised on the sources, baseline a), ``meta`` (first-order
+    ``objective``: ``source_only`` (supervised on the sources, baseline a), ``meta`` (first-order
     meta-learning across source systems or time slices, the ZeroLog/FreeLog branch, baseline b),
     ``meta_align`` (meta + adversarial alignment to the target's unlabeled general windows: FusionLog's
     general branch). Steps, not epochs: batches are drawn class-balanced from the training split.
     """
 
-    mode: Literal["source_only", "meta", "meta_align"] = "meta_align"
+    objective: Literal["source_only", "meta", "meta_align"] = "meta_align"
     steps: int = Field(200, ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(2e-3, gt=0)  # MetaLog
@@ -364,16 +364,32 @@ class TrainConfig(_Model):
     select: Literal["best_val", "last"] = "best_val"  # checkpoint: best on the sources' val split, or the last
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "mode" in data:
+            raise ValueError("'mode' was renamed 'objective' (source_only | meta | meta_align): a detection method "
+                             "is chosen by run.mode")
+        return data
+
 
 class EvalConfig(_Model):
-    """``fusionlog evaluate``: modes trained per seed, and the baselines beside them."""
+    """``fusionlog evaluate``: training objectives trained per seed, and the baselines beside them."""
 
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    modes: list[Literal["source_only", "meta", "meta_align"]] = Field(
+    objectives: list[Literal["source_only", "meta", "meta_align"]] = Field(
         default_factory=lambda: ["source_only", "meta", "meta_align"], min_length=1)
-    threshold: float = Field(0.5, gt=0, lt=1)
     reference: bool = True  # also train on the target's own labels (train split) and score its test split:
     # an in-domain upper reference, reported apart (it reads the target's labels; the zero-label modes do not)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "modes" in data:
+            raise ValueError("'modes' was renamed 'objectives' (source_only | meta | meta_align)")
+        if isinstance(data, dict) and "threshold" in data:
+            raise ValueError("'evaluate.threshold' moved to 'run.threshold' (one detection threshold for the run)")
+        return data
 
 
 class DistillConfig(_Model):
@@ -393,20 +409,42 @@ class DistillConfig(_Model):
     # no class may outnumber the other by more than this in the kept pool; a pool of one class keeps nothing
     # (a small model biased to one class agrees with the LLM only on that class: fine-tuning on it collapses)
     max_class_ratio: float | None = Field(4.0, ge=1.0)
-    threshold: float = Field(0.5, gt=0, lt=1)  # P(anomalous) >= threshold -> anomalous
 
-
-MODES = ("fusionlog", "generallog", "no-router", "llm-only")
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "threshold" in data:
+            raise ValueError("'distill.threshold' moved to 'run.threshold' (one detection threshold for the run)")
+        return data
 
 
 class RunSpec(_Model):
-    """``fusionlog run``: which mode produces the scores, and which modes the evaluation compares."""
+    """``fusionlog run``: which detection method produces the scores (``mode``), and which methods the evaluation
+    compares (the registered baselines are always scored beside them). Names: ``fusionlog.methods.names()``."""
 
-    mode: Literal["fusionlog", "generallog", "no-router", "llm-only"] = "fusionlog"
-    compare: list[Literal["fusionlog", "generallog", "no-router", "llm-only"]] = Field(
-        default_factory=lambda: ["fusionlog", "generallog", "no-router"])
+    mode: str = "fusionlog"
+    compare: list[str] = Field(default_factory=lambda: ["fusionlog", "generallog", "no-router"])
     seed: int = 0
+    # P(anomalous) >= threshold -> anomalous: every method's cut, the distillation's agreement, the metrics
+    threshold: float = Field(0.5, gt=0, lt=1)
     top_windows: int = Field(20, ge=0)  # the report's most anomalous windows, with their raw lines
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, v: str) -> str:
+        from fusionlog.methods import get
+
+        get(v)  # an unknown name raises, listing the registered ones
+        return v
+
+    @field_validator("compare")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        from fusionlog.methods import get
+
+        for name in v:
+            get(name)
+        return v
 
 
 class DatasetSpec(_Model):

@@ -131,6 +131,8 @@ def quiet_logs(log_file: Path, verbose: bool = False) -> Iterator[Path | None]:
         try:
             yield log_file
         finally:
+            # py4j logs its connection closing at interpreter exit, after this block: keep that out of the console
+            logging.getLogger("py4j").setLevel(logging.WARNING)
             sys.stderr.flush()
             os.dup2(saved_fd, 2)
             os.close(saved_fd)

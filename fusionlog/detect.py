@@ -9,7 +9,7 @@ and ``report/`` in ``out``.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,21 +20,27 @@ import pyarrow.compute as pc
 from fusionlog.config import ExperimentConfig, load_embed, load_ingest, load_llm, load_system
 from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text
+from fusionlog.methods import get
+from fusionlog.rundir import experiment_file, llm_cache_file, state_file, table_dir, verdict_rows, write_verdicts
+from fusionlog.stages import EmbedOut, IngestOut, RunState
 
 
-def finished(run: Path) -> tuple[ExperimentConfig, dict[str, dict]]:
-    """The experiment and stage summaries of a finished run; an error says what is missing."""
+def finished(run: Path) -> tuple[ExperimentConfig, RunState]:
+    """The experiment and the stages' results of a finished run; an error says what is missing."""
+    from fusionlog.pipeline import Stages
+
     run = Path(run)
-    exp_file = run / "experiment.json"
+    exp_file = experiment_file(run)
     if not exp_file.exists():
-        raise FileNotFoundError(f"{run} is not a `fusionlog run` directory (no experiment.json)")
-    summaries = {}
+        raise FileNotFoundError(f"{run} is not a `fusionlog run` directory (no {exp_file.name})")
+    state, markers = RunState(), Stages(run)
     for stage in ("route", "train", "distill", "detect"):
-        p = run / "stages" / f"{stage}.json"
-        if not p.exists():
-            raise FileNotFoundError(f"{run}: stage {stage} has not finished: run `fusionlog run` to the end first")
-        summaries[stage] = json.loads(p.read_text())["summary"]
-    return ExperimentConfig.model_validate_json(exp_file.read_text()), summaries
+        out = markers.done(stage)
+        if out is None:
+            raise FileNotFoundError(f"{run}: stage {stage} has not finished (or was written by an older version): "
+                                    "run `fusionlog run` to the end first")
+        setattr(state, stage, out)
+    return ExperimentConfig.model_validate_json(exp_file.read_text()), state
 
 
 def _copy_source_vectors(run: Path, out: Path, sources: list[str]) -> None:
@@ -49,10 +55,10 @@ def _copy_source_vectors(run: Path, out: Path, sources: list[str]) -> None:
 
 
 def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = None,
-           progress: Callable[[str], None] | None = None, reporter: Reporter | None = None) -> dict[str, dict]:
+           progress: Callable[[str], None] | None = None, reporter: Reporter | None = None) -> RunState:
     from fusionlog.embed.stage import embed
     from fusionlog.ingest.stage import ingest
-    from fusionlog.pipeline import Ctx, _detect, _evaluate, _report
+    from fusionlog.pipeline import Ctx, detect_stage, evaluate_stage, report_stage
     from fusionlog.route.stage import route
 
     say = progress or (lambda _m: None)
@@ -63,31 +69,33 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
         raise ValueError(f"{exp.target} was ingested from event sequences: detect takes raw archives of a raw target")
     system = load_system(spec.system or exp.target).model_copy(update={"name": exp.target})
     say(f"ingest {len(inputs)} input(s) as {exp.target} with the run's template state")
-    state = run / "state" / f"templates_{exp.target}.json"
+    state = state_file(run, exp.target)
     ing = ingest(system, inputs, out, labels=labels, window=spec.window, state_in=state if state.exists() else None,
                  cfg=load_ingest(), progress=(reporter or Reporter()).bar)
     _copy_source_vectors(run, out, exp.sources)
     for s in exp.sources:  # the sources' templates (for the template index and the report), not their windows
-        src = run / "templates" / f"system={s}"
-        with atomic_dir(out / "templates" / f"system={s}") as tmp:
+        src = table_dir(run, "templates", s)
+        with atomic_dir(table_dir(out, "templates", s)) as tmp:
             shutil.copytree(src, tmp)
     enc = embed(out, load_embed()).encoded
-    tau = float(done["route"]["tau"])
+    tau = float(done.route.tau)
     rt = route(out, exp.sources, exp.target, exp.route.model_copy(update={"tau": tau, "tau_quantile": None}))
     say(f"routed with the run's tau {tau:.3f}: {rt.general} general / {rt.proprietary} proprietary")
-    summaries = {"ingest": {exp.target: f"{ing.windows} windows, {ing.lines} lines, {ing.quarantined} quarantined"},
-                 "embed": {"encoded": enc}, "route": {"tau": tau, "general": rt.general, "proprietary": rt.proprietary},
-                 "train": done["train"], "distill": {**done["distill"], "rounds": []}}
-    ctx = Ctx(out, exp, load_llm(overrides=exp.llm), say, summaries, reporter=reporter or Reporter())
+    state = RunState(ingest=IngestOut({exp.target: f"{ing.windows} windows, {ing.lines} lines, "
+                                                   f"{ing.quarantined} quarantined"}),
+                     embed=EmbedOut(enc), route=rt, train=done.train,
+                     distill=dataclasses.replace(done.distill, rounds=[]))
     mode = exp.run.mode
-    if mode in ("generallog", "llm-only"):
-        _llm_labels(ctx, run, mode)
-    ctx.exp = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})
-    summaries["detect"] = _detect(ctx)
-    summaries["evaluate"] = _evaluate(ctx)
-    summaries["report"] = _report(ctx)
-    atomic_write_text(out / "experiment.json", exp.model_dump_json(indent=2))
-    return summaries
+    scored = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})  # the run's method only
+    ctx = Ctx(out, scored, load_llm(overrides=exp.llm), say, state, reporter=reporter or Reporter())
+    purposes = get(mode).needs.llm
+    if purposes and not get(mode).needs.distill:  # the LLM labels the new windows (fusionlog: the distilled model)
+        _llm_labels(ctx, run, purposes[0])
+    state.detect = detect_stage(ctx)
+    state.evaluate = evaluate_stage(ctx)
+    state.report = report_stage(ctx)
+    atomic_write_text(experiment_file(out), exp.model_dump_json(indent=2))
+    return state
 
 
 def _llm_labels(ctx, run: Path, mode: str) -> None:  # noqa: ANN001
@@ -97,7 +105,6 @@ def _llm_labels(ctx, run: Path, mode: str) -> None:  # noqa: ANN001
     from fusionlog.llm.endpoint import llm_client
     from fusionlog.llm.knowledge import TABLE, KnowledgeBase
     from fusionlog.llm.stage import windows_of
-    from fusionlog.pipeline import _verdict_rows, write_verdicts
 
     kb = KnowledgeBase(ctx.run)
     src = KnowledgeBase(run)
@@ -106,9 +113,9 @@ def _llm_labels(ctx, run: Path, mode: str) -> None:  # noqa: ANN001
         kb.db.create_table(TABLE, src.db.open_table(TABLE).to_arrow())
     ws = windows_of(ctx.run, ctx.exp.target, only_proprietary=mode == "generallog")
     with llm_client(ctx.llm) as client, ctx.reporter.bar("LLM calls") as tick:
-        verdicts, st = labeler(client, ctx.llm, ctx.exp.target, kb, VerdictCache(run / "llm_cache.sqlite")).label(
+        verdicts, st = labeler(client, ctx.llm, ctx.exp.target, kb, VerdictCache(llm_cache_file(run))).label(
             ws, progress=tick)
     ctx.say(f"LLM: {st.line()}")
     if (msg := st.warning(ctx.llm.abstain_warn_rate)) is not None:
         ctx.say(f"WARNING: {msg}")
-    write_verdicts(ctx.run, ctx.exp.target, _verdict_rows(verdicts, mode))
+    write_verdicts(ctx.run, ctx.exp.target, verdict_rows(verdicts, mode))

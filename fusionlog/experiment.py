@@ -53,10 +53,11 @@ def prepare(exp: ExperimentConfig, run: Path, force: bool = False) -> Prepared:
     """Ingest the datasets (those not in ``run`` yet, or all with ``force``), embed, route."""
     from fusionlog.embed.stage import embed
     from fusionlog.route.stage import route
+    from fusionlog.rundir import table_dir
 
     out = Prepared()
     for name, spec in exp.datasets.items():
-        if not force and (run / "windows" / f"system={name}").is_dir():
+        if not force and table_dir(run, "windows", name).is_dir():
             out.datasets[name] = "already ingested"
             continue
         out.datasets[name] = ingest_dataset(name, spec, run)

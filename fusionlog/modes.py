@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from fusionlog.contracts import SCORES
 from fusionlog.io import atomic_dir
+from fusionlog.rundir import method_scores_dir
 
 
 def verdict_score(label: str | None, confidence: float | None) -> float | None:
@@ -50,7 +51,8 @@ def combine(ids: list[str], routes: dict[str, str], small: dict[str, float] | No
 
 
 def write_scores(run: Path, mode: str, target: str, table: pa.Table) -> Path:
-    out = Path(run) / "modes" / mode / "scores" / f"system={target}"
+    """Write ``mode``'s scores of ``target``'s windows (:func:`fusionlog.rundir.method_scores_dir`); its path."""
+    out = method_scores_dir(run, mode, target)
     with atomic_dir(out) as tmp:
         tmp.mkdir()
         pq.write_table(table, tmp / "part-0.parquet")
@@ -58,4 +60,5 @@ def write_scores(run: Path, mode: str, target: str, table: pa.Table) -> Path:
 
 
 def read_scores(run: Path, mode: str, target: str) -> pa.Table:
-    return pq.read_table(Path(run) / "modes" / mode / "scores" / f"system={target}")
+    """``mode``'s scores of ``target``'s windows."""
+    return pq.read_table(method_scores_dir(run, mode, target))

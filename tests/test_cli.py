@@ -40,7 +40,7 @@ def test_ingest_sequences_command(data: Path, tmp_path: Path) -> None:
 def test_experiment_commands_name_what_is_wrong(tmp_path: Path) -> None:
     r = runner.invoke(app, ["evaluate", "no_such_experiment", "--run", str(tmp_path)])
     assert r.exit_code == 2 and "unknown experiment" in r.output and "hdfs_to_openstack" in r.output
-    r = runner.invoke(app, ["train", "hdfs_to_openstack", "--run", str(tmp_path), "--mode", "bogus"])
-    assert r.exit_code == 2 and "mode" in r.output
+    r = runner.invoke(app, ["train", "hdfs_to_openstack", "--run", str(tmp_path), "--objective", "bogus"])
+    assert r.exit_code == 2 and "objective" in r.output
     r = runner.invoke(app, ["train", "hdfs_to_openstack", "--run", str(tmp_path)])  # nothing prepared yet
     assert r.exit_code == 2 and "fusionlog embed" in r.output

@@ -68,7 +68,8 @@ def test_all_experiments_load_and_bad_ones_are_named(tmp_path: Path) -> None:
     base = ("name: x\ndatasets:\n  A: {kind: sequences, templates: t.csv, sequences: [s:normal]}\n"
             "  B: {kind: raw, inputs: [b.log]}\n")
     cases = {"sources: [A]\ntarget: A\n": "also a source", "sources: [C]\ntarget: B\n": "'C' is not one of",
-             "sources: [A]\ntarget: B\ntrain: {mode: maml}\n": "train.mode",
+             "sources: [A]\ntarget: B\ntrain: {objective: maml}\n": "train.objective",
+             "sources: [A]\ntarget: B\ntrain: {mode: meta}\n": "'mode' was renamed 'objective'",
              "sources: [A]\ntarget: B\ntrain: {stepz: 3}\n": "train.stepz"}
     for body, msg in cases.items():
         f = tmp_path / "e.yaml"

@@ -55,6 +55,7 @@ def test_label_stage_writes_every_window_and_caches(run: Path) -> None:
         again = label_system(run, "OpenStack", ChatClient(fake.url, "double"), cfg, kb_systems=[])
     out = pq.read_table(run / "llm_labels/system=OpenStack").to_pandas()
     windows = pq.read_table(run / "windows/system=OpenStack").num_rows
-    assert len(out) == windows == first.windows and set(out["label"]) == {"normal"} and not out["abstained"].any()
+    assert len(out) == windows == first.windows and set(out["label"]) == {"normal"} and out["label"].notna().all()
+    assert set(out["purpose"]) == {"label"}  # one schema for llm_labels (rundir.VERDICTS), its own purpose
     assert first.signatures == out["signature"].nunique() < windows and first.llm_calls == first.signatures
     assert (again.llm_calls, again.cache_hits) == (0, first.signatures) and len(fake.requests) == first.signatures

@@ -171,7 +171,7 @@ def test_distillation_round_keeps_and_fine_tunes_beside_the_served_llm(served: t
     low, high = order[:4], order[-4:]
     assert p[high].min() > p[low].max(), "the small model ranks every window alike"
     threshold = float(p[low].max() + p[high].min()) / 2
-    exp = exp.model_copy(update={"distill": exp.distill.model_copy(update={"threshold": threshold})})
+    exp = exp.model_copy(update={"run": exp.run.model_copy(update={"threshold": threshold})})
     pool = [distinct[i] for i in [*low, *high]]
     res = distill(transfer_run, exp, client, cfg, Path(base.model_dir), pool, seed=0)
     (r1,) = res.rounds

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,7 +129,8 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert rounds[-1]["kept_total"] == sum(r["kept"] for r in rounds)
     assert all(0.0 <= r["clean_ratio"] <= 1.0 for r in rounds)
     ev = json.loads((run / "eval" / "run.json").read_text())
-    assert set(ev["methods"]) >= {"fusionlog", "generallog", "no-router", "llm-only", "general-only", "all_anomalous"}
+    assert set(ev["methods"]) >= {"fusionlog", "generallog", "no-router", "llm-only", "general-only", "all-anomalous",
+                                  "rarity"}  # the registered baselines are scored in every run
     assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's
     assert all(0.0 <= r["f1_labeled"] <= 1.0 for r in ev["rounds"]) and all(r["f1_labeled"] is None for r in rounds)
     llm = pq.read_table(run / "llm_labels" / "system=BGL").to_pandas()
@@ -166,6 +168,23 @@ def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], doub
     a, b = _scores(reference), _scores(run)
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-6 for k in a)
     assert (run / "report" / "report.html").exists() and not list(run.rglob(".tmp-*"))
+
+    # `fusionlog label` into the run, then the run again from detect: one schema and one writer of llm_labels
+    # (it used to write a second schema that broke detect); its rows join those of the run's own purposes
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf)
+    (conf / "llm.yaml").write_text(yaml.safe_dump({"backend": "openai", "base_url": double.url,
+                                                   "model": "test-double", "retries": 1, "backoff_s": 0.01}))
+    lab = subprocess.run([str(BIN / "fusionlog"), "label", "--system", "BGL", "--run", str(run), "--kb", "HDFS",
+                          "--conf", str(conf)], env=_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert lab.returncode == 0, lab.stdout[-3000:] + lab.stderr[-3000:]
+    again = subprocess.run([*cmd, "--from", "detect"], env=_env(), cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    llm = pq.read_table(run / "llm_labels" / "system=BGL").to_pandas()
+    assert set(llm["purpose"]) == {"generallog", "llm-only", "label"} and (llm["purpose"] == "label").sum() == 2000
+    c = _scores(run)
+    assert c.keys() == b.keys() and all(abs(c[k] - b[k]) < 1e-6 for k in b)
 
 
 def test_detect_scores_new_archives_without_retraining(submitted: tuple[Path, str], tmp_path: Path) -> None:

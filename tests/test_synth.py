@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fusionlog.bench.synth import hdfs_template_regexes, synth
 from fusionlog.config import load_system
 from fusionlog.ingest.parse import LineParser
-from fusionlog.ingest.synth import hdfs_template_regexes, synth
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BLOCK = re.compile(r"blk_-?\d+")

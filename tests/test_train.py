@@ -126,14 +126,14 @@ def test_bundle_has_source_labels_and_unlabeled_general_target(run: Path) -> Non
 def test_train_with_ray_train_end_to_end(run: Path) -> None:
     from fusionlog.train.stage import train
 
-    cfg = TrainConfig(mode="meta_align", seed=1, **FAST)
+    cfg = TrainConfig(objective="meta_align", seed=1, **FAST)
     ticks: list[tuple[int, int]] = []
     res = train(run, ["HDFS"], "OpenStack", cfg, SMALL, progress=lambda d, t: ticks.append((d, t)))
     # the progress bar follows the steps rank 0 wrote (the last read is the step the worker reached)
     assert ticks[0] == (0, cfg.steps) and ticks[-1] == (cfg.steps, cfg.steps), ticks
     assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
     out = Path(res.model_dir)
-    assert (out / "model.safetensors").exists() and json.loads((out / "model.json").read_text())["train"]["mode"] \
+    assert (out / "model.safetensors").exists() and json.loads((out / "model.json").read_text())["train"]["objective"] \
         == "meta_align"
     assert res.best_step in (20, 40) and res.windows["target"] > 0
     # it learned something real on the source: better than flagging every val window
@@ -161,7 +161,7 @@ def test_training_never_reads_target_labels(run: Path, tmp_path: Path) -> None:
     shutil.rmtree(wdir)
     wdir.mkdir()
     pq.write_table(t, wdir / "part-0.parquet")
-    cfg = TrainConfig(mode="meta_align", seed=3, steps=10, eval_every=10, batch_size=16)
+    cfg = TrainConfig(objective="meta_align", seed=3, steps=10, eval_every=10, batch_size=16)
     a, b = (train(r, ["HDFS"], "OpenStack", cfg, SMALL) for r in (run, blind))
     wa, wb = (load_file(str(Path(x.model_dir) / "model.safetensors")) for x in (a, b))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -174,7 +174,7 @@ def test_evaluate_reports_methods_and_baselines(run: Path) -> None:
     spec = DatasetSpec(kind="sequences", templates="x", sequences=["x:normal"])  # prepared already
     exp = ExperimentConfig(name="t", datasets={"HDFS": spec, "OpenStack": spec}, sources=["HDFS"],
                            target="OpenStack", model=SMALL, train=TrainConfig(**FAST),
-                           evaluate=EvalConfig(seeds=[0], modes=["source_only"]))
+                           evaluate=EvalConfig(seeds=[0], objectives=["source_only"]))
     res = evaluate(run, exp)
     labels = pq.read_table(run / "windows/system=OpenStack")["label"].to_numpy()
     p = labels.mean()

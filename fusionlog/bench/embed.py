@@ -21,6 +21,7 @@ from rich.table import Table
 
 from fusionlog import contracts
 from fusionlog.config import EmbedConfig
+from fusionlog.rundir import table_dir
 
 console = Console(width=140)
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -64,7 +65,7 @@ def run(
     for n in actors or [1]:
         with tempfile.TemporaryDirectory() as run_dir:
             for system, ts in templates.items():
-                d = Path(run_dir) / "templates" / f"system={system}"
+                d = table_dir(Path(run_dir), "templates", system)
                 d.mkdir(parents=True)
                 pq.write_table(pa.table({"template_id": list(range(1, len(ts) + 1)), "template": ts,
                                          "count": [1] * len(ts)}, schema=contracts.TEMPLATES), d / "part-0.parquet")

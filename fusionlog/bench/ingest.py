@@ -82,7 +82,7 @@ def run(
     master: str = "local[*]",
 ) -> list[dict]:
     """Measure both sides on synthetic archives of each size; print a table, optionally write JSON."""
-    from fusionlog.ingest.synth import synth
+    from fusionlog.bench.synth import synth
 
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []

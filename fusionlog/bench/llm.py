@@ -17,8 +17,7 @@ from fusionlog.llm.cache import VerdictCache
 from fusionlog.llm.endpoint import llm_client
 from fusionlog.llm.knowledge import KnowledgeBase, knn_vote
 from fusionlog.llm.label import Labeler
-from fusionlog.llm.prompt import load_prompt
-from fusionlog.llm.quality import _items, build_kb, describe, injection_check, label_quality
+from fusionlog.llm.quality import build_kb, describe, injection_check, label_quality, labeled_items
 
 console = Console(width=140)
 
@@ -27,7 +26,7 @@ def speed(run: Path, system: str, cfg: LLMConfig, n: int, replicas: list[int], c
     """Label the same ``n`` distinct test windows per setting (few-shot, fresh cache, then a warm one)."""
     kb = KnowledgeBase(run)
     build_kb(run, system, kb, cfg.max_window_chars)
-    windows = [it.window for it in _items(run, system, "test")[:n]]
+    windows = [it.window for it in labeled_items(run, system, "test")[:n]]
     rows = []
     t0 = time.perf_counter()
     for w in windows:
@@ -38,9 +37,8 @@ def speed(run: Path, system: str, cfg: LLMConfig, n: int, replicas: list[int], c
         with llm_client(c) as client, tempfile.TemporaryDirectory() as tmp:
             for conc in concurrency:
                 cache = VerdictCache(Path(tmp) / f"c{conc}.sqlite")
-                lab = Labeler(client, load_prompt(cfg.prompt), describe(system), cache=cache, kb=kb,
-                              k=cfg.k_examples, concurrency=conc, kb_system=system,
-                              balanced=cfg.balanced_examples)
+                lab = Labeler.from_config(client, cfg, describe(system), cache=cache, kb=kb, concurrency=conc,
+                                          kb_system=system, signature_mode="ordered")
                 for temp in ("cold", "warm cache"):
                     _, st = lab.label(windows)
                     rows.append({"replicas": r, "concurrency": conc, "cache": temp, "windows": st.windows,

@@ -17,9 +17,10 @@ from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import ChatClient, Verdict
 from fusionlog.llm.knowledge import KnowledgeBase
 from fusionlog.llm.label import Labeler, Window
-from fusionlog.llm.prompt import load_prompt, render_window
+from fusionlog.llm.prompt import render_window
 from fusionlog.llm.quality import build_kb, describe
 from fusionlog.model.score import WindowScorer
+from fusionlog.rundir import llm_cache_file
 from fusionlog.train.data import Pseudo
 from fusionlog.train.stage import train
 
@@ -34,9 +35,8 @@ class DistillResult:
 
 
 def labeler(client: ChatClient, cfg: LLMConfig, target: str, kb: KnowledgeBase, cache: VerdictCache) -> Labeler:
-    return Labeler(client, load_prompt(cfg.prompt), describe(target), cache=cache, kb=kb, k=cfg.k_examples,
-                   concurrency=cfg.concurrency, signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars,
-                   balanced=cfg.balanced_examples)
+    """The labeler of ``target``'s windows with few-shot examples from ``kb``."""
+    return Labeler.from_config(client, cfg, describe(target), cache=cache, kb=kb)
 
 
 def source_kb(run: Path, sources: list[str], max_chars: int) -> KnowledgeBase:
@@ -93,7 +93,7 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
     t0 = time.perf_counter()
     run, target = Path(run), exp.target
     kb = source_kb(run, exp.sources, llm.max_window_chars)
-    lab = labeler(client, llm, target, kb, VerdictCache(run / "llm_cache.sqlite"))
+    lab = labeler(client, llm, target, kb, VerdictCache(llm_cache_file(run)))
     by_id = {w.window_id: w for w in windows}
     model_dir, eps = Path(base_model), cfg.epsilon
     res = DistillResult(str(model_dir), [])
@@ -112,7 +112,7 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         if scorer is None or scorer.model_dir != model_dir:  # a round that kept nothing leaves the model as is
             scorer = WindowScorer(run, model_dir, [target])
         p = scorer.scores(target, [w.template_ids for w in pool]) if pool else np.zeros(0)
-        confident, labeled, agreed = keep(pool, verdicts, p, eps, cfg.threshold)
+        confident, labeled, agreed = keep(pool, verdicts, p, eps, exp.run.threshold)
         new = balance(confident, res.kept, cfg.max_class_ratio)
         res.kept |= new
         row = {"round": r, "epsilon": eps, "labeled": labeled, "agreed": agreed, "confident": len(confident),
@@ -124,8 +124,8 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         grew = len(new) >= max(cfg.min_new, 1)
         if grew:
             ids = sorted(res.kept)
-            tcfg = exp.train.model_copy(update={"mode": "meta_align", "steps": cfg.finetune_steps, "select": "last",
-                                                "seed": seed})
+            tcfg = exp.train.model_copy(update={"objective": "meta_align", "steps": cfg.finetune_steps,
+                                                "select": "last", "seed": seed})
             say(f"distill round {r}: fine-tune on {len(ids)} kept windows + the sources")
             with reporter.bar(f"distill round {r}: fine-tune (steps)") as tick:
                 out = train(run, exp.sources, target, tcfg, exp.model, name=f"distill-s{seed}-r{r}",

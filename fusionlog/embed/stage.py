@@ -17,6 +17,7 @@ import pyarrow as pa
 from fusionlog.config import EmbedConfig, load_embed
 from fusionlog.embed.encoder import Encoder
 from fusionlog.ray_runtime import ResourceWaitError, holders, init_ray, wait_for_resources
+from fusionlog.rundir import lancedb_dir, table_dir
 
 TABLE = "templates"
 
@@ -40,7 +41,7 @@ def store_schema(dim: int) -> pa.Schema:
 def open_store(run: Path):  # noqa: ANN201
     import lancedb
 
-    return lancedb.connect(str(Path(run) / "lancedb"))
+    return lancedb.connect(str(lancedb_dir(run)))
 
 
 def stored(run: Path) -> pa.Table | None:
@@ -59,8 +60,8 @@ def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
 
     cfg = cfg or load_embed()
     run = Path(run)
-    if not (run / "templates").is_dir():
-        raise FileNotFoundError(f"{run}/templates not found: run `fusionlog ingest` first")
+    if not table_dir(run, "templates").is_dir():
+        raise FileNotFoundError(f"{table_dir(run, 'templates')} not found: run `fusionlog ingest` first")
     t0 = time.perf_counter()
     init_ray()
     old = stored(run)
@@ -75,7 +76,7 @@ def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
     # LLM replica holding the other core): the actor pool is all that needs the cluster
     import pyarrow.dataset as pads
 
-    src = pads.dataset(str(run / "templates"), format="parquet", partitioning="hive").to_table(
+    src = pads.dataset(str(table_dir(run, "templates")), format="parquet", partitioning="hive").to_table(
         columns=["system", "template_id", "template"])
     src = src.set_column(0, "system", src["system"].cast(pa.string()))
     total = src.num_rows

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from fusionlog.rundir import table_dir
 from fusionlog.train.data import read_windows
 
 
@@ -24,7 +25,7 @@ def _signatures(run: Path, system: str, texts: bool) -> dict[str, set[tuple]]:
     t = read_windows(run, system, ["split", "template_ids"])
     names = {}
     if texts:
-        tpl = pq.read_table(Path(run) / "templates" / f"system={system}", columns=["template_id", "template"])
+        tpl = pq.read_table(table_dir(run, "templates", system), columns=["template_id", "template"])
         names = dict(zip(tpl["template_id"].to_pylist(), tpl["template"].to_pylist(), strict=True))
     out: dict[str, set[tuple]] = {}
     for split, ids in zip(t["split"].to_pylist(), t["template_ids"].to_pylist(), strict=True):

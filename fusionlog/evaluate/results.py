@@ -12,16 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionlog.config import MODES, ExperimentConfig
+from fusionlog.config import ExperimentConfig
 from fusionlog.io import atomic_write_text
+from fusionlog.methods import REGISTRY, baselines, names
+from fusionlog.rundir import results_file, run_metrics_file, seed_metrics_file
 
-COLUMNS = (*MODES, "general-only", "all_anomalous")
+
+def compared() -> list[str]:
+    """The registered methods that are not baselines (a run compares them all by default)."""
+    return [n for n in names() if not REGISTRY[n].baseline]
 
 
-def llm_calls(distill: dict) -> int:
-    """Signatures sent to the LLM in a run (cache misses): llm-only labels plus every round's."""
-    return int(distill.get("llm_only", {}).get("calls", 0) + sum(r.get("llm_calls", 0) for r in distill.get("rounds",
-                                                                                                            [])))
+def columns(rows: list[dict]) -> list[str]:
+    """Methods in the rows' summaries: the compared ones first, then the baselines, then anything else."""
+    seen = {m for r in rows for m in r["summary"]}
+    order = [*compared(), *baselines()]
+    return [m for m in order if m in seen] + sorted(seen - set(order))
 
 
 def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str] | None = None,
@@ -32,37 +38,39 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
     run = Path(run)
     per_seed = []
     for seed in seeds:
-        spec = exp.run.model_copy(update={"seed": seed, "compare": list(modes or MODES)})
+        spec = exp.run.model_copy(update={"seed": seed, "compare": list(modes or compared())})
         t0 = time.perf_counter()
-        summaries = run_experiment(exp.model_copy(update={"run": spec}), run, progress=say)
+        state = run_experiment(exp.model_copy(update={"run": spec}), run, progress=say)
         wall = time.perf_counter() - t0
-        ev = json.loads((run / "eval" / "run.json").read_text())
-        shutil.copy2(run / "eval" / "run.json", run / "eval" / f"run-s{seed}.json")
-        per_seed.append({"seed": seed, "wall_seconds": wall, "llm_calls": llm_calls(summaries["distill"]),
-                         "llm_requests": summaries["distill"].get("client", {}).get("requests", 0),
+        ev = json.loads(run_metrics_file(run).read_text())
+        shutil.copy2(run_metrics_file(run), seed_metrics_file(run, seed))
+        per_seed.append({"seed": seed, "wall_seconds": wall, "llm_calls": state.distill.llm_calls,
+                         "llm_requests": state.distill.client.get("requests", 0),
                          "f1": {m: v["all"]["f1"] for m, v in ev["methods"].items()},
                          "pr_auc": {m: v["all"]["pr_auc"] for m, v in ev["methods"].items()},
                          "rounds": [{k: r.get(k) for k in ("round", "epsilon", "labeled", "agreed", "kept",
                                                            "kept_total", "clean_ratio", "f1_labeled")}
                                     for r in ev["rounds"]],
-                         "route": {k: summaries["route"].get(k) for k in ("tau", "general", "proprietary")}})
+                         "route": {"tau": state.route.tau, "general": state.route.general,
+                                   "proprietary": state.route.proprietary}})
     out = {"experiment": exp.name, "description": exp.description, "sources": exp.sources, "target": exp.target,
            "labeled": ev["labeled"], "anomalous": ev["anomalous"], "seeds": per_seed, "summary": {}}
-    for m in COLUMNS:
+    for m in dict.fromkeys(m for s in per_seed for m in s["f1"]):
         vals = [s["f1"][m] for s in per_seed if m in s["f1"]]
         if vals:
             out["summary"][m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
-    atomic_write_text(run / "eval" / "results.json", json.dumps(out, indent=2, default=float))
+    atomic_write_text(results_file(run), json.dumps(out, indent=2, default=float))
     return out
 
 
 def markdown(rows: list[dict]) -> str:
     """One line per experiment: F1 (mean ± std over seeds) of each mode and baseline, LLM calls, wall time."""
-    head = ["experiment", "target windows (anom.)", *COLUMNS, "LLM calls per seed", "wall s per seed"]
+    cols = columns(rows)
+    head = ["experiment", "target windows (anom.)", *cols, "LLM calls per seed", "wall s per seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["experiment"], f"{r['labeled']} ({r['anomalous']})"]
-        for m in COLUMNS:
+        for m in cols:
             s = r["summary"].get(m)
             cells.append("-" if s is None else f"{s['mean']:.3f}" + (f" ± {s['std']:.3f}" if s["n"] > 1 else ""))
         cells.append(" / ".join(str(s["llm_calls"]) for s in r["seeds"]))

@@ -1,6 +1,6 @@
-"""The evaluate stage of ``fusionlog run``: every mode's scores against the target's labels (read here only,
-after everything else), beside the all-anomalous baseline and the general-only small model; F1 of the model of
-each distillation round. Writes ``<run>/eval/run.json``."""
+"""The evaluate stage of ``fusionlog run``: every scored method's scores against the target's labels (read here
+only, after everything else): the chosen methods and the registered baselines (all-anomalous, general-only,
+rarity, ...); F1 of the model of each distillation round. Writes ``<run>/eval/run.json``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from fusionlog.config import ExperimentConfig
 from fusionlog.evaluate.data_checks import label_balance, signature_ceiling
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.io import atomic_write_text
+from fusionlog.rundir import method_scores_dir, run_metrics_file
+from fusionlog.stages import EvaluateOut
 from fusionlog.train.data import read_windows
 
 
@@ -35,32 +37,32 @@ def _by_route(y: np.ndarray, score: np.ndarray, route: np.ndarray, th: float) ->
     return out
 
 
-def evaluate_run(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> dict:
-    """Metrics per mode (``modes/<mode>/scores``) on the labeled target windows; {} parts when unlabeled."""
+def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: list[dict]) -> EvaluateOut:
+    """Metrics of every scored method (``modes/<method>/scores``) on the labeled target windows, and F1 of each
+    distillation round's model (``rounds``); {} parts when unlabeled."""
     from fusionlog.model.score import score_system
 
     run = Path(run)
-    th = exp.distill.threshold
+    th = exp.run.threshold
     ids, y, ceiling = labeled(run, exp.target)
     result: dict = {"experiment": exp.name, "target": exp.target, "sources": exp.sources, "mode": exp.run.mode,
                     "seed": exp.run.seed, "threshold": th, "labeled": len(ids), "anomalous": int(y.sum()),
                     "methods": {}, "rounds": [], "signature_ceiling": ceiling,
                     "label_balance": label_balance(run, exp.target)}
     if len(ids):
-        for mode in summaries["detect"]["modes"]:
-            t = pq.read_table(run / "modes" / mode / "scores" / f"system={exp.target}").to_pandas()
+        for mode in methods:
+            t = pq.read_table(method_scores_dir(run, mode, exp.target)).to_pandas()
             t = t.set_index("window_id").loc[ids]
             m = _by_route(y, t["score"].to_numpy(np.float64), t["route"].to_numpy(), th)
             m["llm_scored"] = int((t["scorer"] == "llm").sum())
             result["methods"][mode] = m
-        result["methods"]["all_anomalous"] = _by_route(y, np.ones(len(y)), np.array([None] * len(y)), th)
-    rounds = [dict(r) for r in summaries.get("distill", {}).get("rounds", [])]
+    rounds = [dict(r) for r in rounds]
     for r in rounds:
         if len(ids) and r.get("model_dir"):
             wid, s = score_system(run, Path(r["model_dir"]), exp.target)
             pos = dict(zip(wid, s.tolist(), strict=True))
             r["f1_labeled"] = binary_metrics(y, np.array([pos[i] for i in ids]), th)["f1"]
     result["rounds"] = rounds
-    atomic_write_text(run / "eval" / "run.json", json.dumps(result, indent=2, default=float))
-    return {"labeled": len(ids), "f1": {m: v["all"]["f1"] for m, v in result["methods"].items()},
-            "rounds_f1": [r.get("f1_labeled") for r in rounds]}
+    atomic_write_text(run_metrics_file(run), json.dumps(result, indent=2, default=float))
+    return EvaluateOut(len(ids), {m: v["all"]["f1"] for m, v in result["methods"].items()},
+                       [r.get("f1_labeled") for r in rounds])

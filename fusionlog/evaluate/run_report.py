@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from fusionlog.config import ExperimentConfig
 from fusionlog.evaluate.rawlines import raw_lines_many
 from fusionlog.evaluate.report import ReportData, write_report
+from fusionlog.rundir import read_verdicts, report_dir, run_metrics_file, stages_dir, table_dir
 
 METRIC_KEYS = ("precision", "recall", "f1", "pr_auc", "balanced_accuracy")
 
@@ -22,14 +23,12 @@ def _top(run: Path, target: str, scores, n: int) -> list[dict]:  # noqa: ANN001
     if n <= 0:
         return []
     top = scores.sort_values(["score", "window_id"], ascending=[False, True]).head(n)
-    w = pq.read_table(run / "windows" / f"system={target}",
+    w = pq.read_table(table_dir(run, "windows", target),
                       columns=["window_id", "first_file", "first_line", "last_file", "last_line", "label"]).to_pandas()
     w = w.set_index("window_id").loc[top["window_id"]]
     reasons: dict[str, str] = {}
-    llm = run / "llm_labels" / f"system={target}"
-    if llm.is_dir():
-        t = pq.read_table(llm, columns=["window_id", "reason"]).to_pandas().dropna()
-        reasons = dict(zip(t["window_id"], t["reason"], strict=True))
+    t = read_verdicts(run, target).select(["window_id", "reason"]).to_pandas().dropna()
+    reasons = dict(zip(t["window_id"], t["reason"], strict=True))
     same_file = [(f, a, b if lf == f else a) for f, a, b, lf in
                  zip(w["first_file"], w["first_line"], w["last_line"], w["last_file"], strict=True)]
     lines = raw_lines_many(same_file, max_lines=30)
@@ -103,9 +102,9 @@ def _warn_rate(exp: ExperimentConfig) -> float:
 
 def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> Path:
     run, target = Path(run), exp.target
-    routes = pq.read_table(run / "routes" / f"system={target}").to_pandas()
-    scores = pq.read_table(run / "scores" / f"system={target}").to_pandas()
-    ev_path = run / "eval" / "run.json"
+    routes = pq.read_table(table_dir(run, "routes", target)).to_pandas()
+    scores = pq.read_table(table_dir(run, "scores", target)).to_pandas()
+    ev_path = run_metrics_file(run)
     ev = json.loads(ev_path.read_text()) if ev_path.exists() else {"methods": {}, "rounds": [], "labeled": 0}
     y = np.zeros(0, np.int8)
     s = np.zeros(0)
@@ -114,7 +113,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
 
         ids, y, _ = labeled(run, target)
         s = scores.set_index("window_id").loc[ids]["score"].to_numpy(np.float64)
-    th = exp.distill.threshold
+    th = exp.run.threshold
     metrics = {m: {k: v["all"][k] for k in METRIC_KEYS} for m, v in ev["methods"].items()}
     distill = summaries.get("distill", {})
     route = summaries.get("route", {})
@@ -132,7 +131,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         counts["llm abstention rate"] = round(abstention["rate"], 4)
     banner = abstention_banner(summaries, _warn_rate(exp))
     stage_seconds = 0.0
-    for p in (run / "stages").glob("*.json"):
+    for p in stages_dir(run).glob("*.json"):
         stage_seconds += float(json.loads(p.read_text()).get("seconds", 0.0))
     counts["stage seconds"] = round(stage_seconds, 1)
     notes = [f"Scores: mode {exp.run.mode}; threshold {th}; the target's labels are read by the evaluate stage only."]
@@ -149,5 +148,4 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         rounds=ev.get("rounds") or distill.get("rounds", []), y_true=y, y_score=s, y_pred=(s >= th).astype(np.int8),
         metrics=metrics, top_windows=_top(run, target, scores, exp.run.top_windows), notes=notes, counts=counts,
         main_method=exp.run.mode, warnings=[banner] if banner else [])
-    write_report(run / "report", data)
-    return run / "report" / "report.html"
+    return write_report(report_dir(run), data)

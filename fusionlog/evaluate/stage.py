@@ -1,7 +1,7 @@
-"""``fusionlog evaluate``: train each mode for each seed, score every labeled target window, and compare with
+"""``fusionlog evaluate``: train each objective for each seed, score every labeled target window, and compare with
 baselines in the same run. The target's labels are read here only, after training.
 
-Methods: the trained modes (``source_only`` = baseline a; ``meta`` = the ZeroLog/FreeLog branch, baseline b;
+Methods: the training objectives (``source_only`` = baseline a; ``meta`` = the ZeroLog/FreeLog branch, baseline b;
 ``meta_align`` = FusionLog's general branch), and trivial baselines (c): ``majority`` (the sources' majority
 label for every window), ``all_anomalous`` (the F1 floor of a detector that flags everything) and
 ``router_novelty`` (score 1 - x_sim: proprietary windows are called anomalous).
@@ -24,6 +24,7 @@ from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.io import atomic_write_text
 from fusionlog.model.score import score_system
 from fusionlog.route.stage import SWEEP
+from fusionlog.rundir import experiment_eval_file, route_stats_file, table_dir
 from fusionlog.train.data import read_windows
 from fusionlog.train.stage import train
 
@@ -36,7 +37,7 @@ def _target(run: Path, target: str) -> tuple[list[str], np.ndarray, np.ndarray, 
     t = t.filter(pc.is_valid(t["label"]))
     if t.num_rows == 0:
         raise ValueError(f"target {target}: no labeled window to evaluate on")
-    routes = pq.read_table(Path(run) / "routes" / f"system={target}", columns=["window_id", "x_sim", "route"])
+    routes = pq.read_table(table_dir(run, "routes", target), columns=["window_id", "x_sim", "route"])
     r = dict(zip(routes["window_id"].to_pylist(), zip(routes["x_sim"].to_pylist(), routes["route"].to_pylist(),
                                                        strict=True), strict=True))
     ids = t["window_id"].to_pylist()
@@ -83,18 +84,18 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def evaluate(run: Path, exp: ExperimentConfig, progress: Callable[[str], None] | None = None) -> dict:
-    """Train + score every (mode, seed), compute the baselines; write ``<run>/eval/<name>.json`` and ``.md``."""
+    """Train + score every (objective, seed), compute the baselines; write ``<run>/eval/<name>.json`` and ``.md``."""
     say = progress or (lambda _msg: None)
     run = Path(run).resolve()
     t0 = time.perf_counter()
     ids, y, xs, general, ceiling = _target(run, exp.target)
-    th = exp.evaluate.threshold
+    th = exp.run.threshold
     methods: dict[str, dict] = {}
     trained: dict[str, list[dict]] = {}
     scored: dict[str, list[np.ndarray]] = {}
-    for mode in exp.evaluate.modes:
+    for mode in exp.evaluate.objectives:
         for seed in exp.evaluate.seeds:
-            cfg = exp.train.model_copy(update={"mode": mode, "seed": seed})
+            cfg = exp.train.model_copy(update={"objective": mode, "seed": seed})
             say(f"train {mode} seed {seed}")
             res = train(run, exp.sources, exp.target, cfg, exp.model)
             wid, score = score_system(run, Path(res.model_dir), exp.target)
@@ -125,9 +126,8 @@ def evaluate(run: Path, exp: ExperimentConfig, progress: Callable[[str], None] |
         "sweep": {mode: branch_sweep(y, sc, xs, th, _taus(xs)) for mode, sc in scored.items()},
         "seconds": time.perf_counter() - t0,
     }
-    out = run / "eval"
-    atomic_write_text(out / f"{exp.name}.json", json.dumps(result, indent=2, default=float))
-    atomic_write_text(out / f"{exp.name}.md", markdown(result))
+    atomic_write_text(experiment_eval_file(run, exp.name), json.dumps(result, indent=2, default=float))
+    atomic_write_text(experiment_eval_file(run, exp.name, ".md"), markdown(result))
     return result
 
 
@@ -140,12 +140,12 @@ def _reference(run: Path, exp: ExperimentConfig, ids: list[str], y: np.ndarray, 
     runs = []
     for seed in exp.evaluate.seeds:
         say(f"train reference (target labels) seed {seed}")
-        cfg = exp.train.model_copy(update={"mode": "source_only", "seed": seed})
+        cfg = exp.train.model_copy(update={"objective": "source_only", "seed": seed})
         res = train(run, [exp.target], None, cfg, exp.model, name=f"reference-{exp.target}-s{seed}")
         wid, score = score_system(run, Path(res.model_dir), exp.target)
         pos = dict(zip(wid, score.tolist(), strict=True))
         s = np.array([pos[i] for i in ids])
-        m = _metrics(y[sel], s[sel], general[sel], exp.evaluate.threshold)
+        m = _metrics(y[sel], s[sel], general[sel], exp.run.threshold)
         m.update({"seed": seed, "best_step": res.best_step, "val": res.val, "reused": res.reused})
         runs.append(m)
     return {"runs": runs, **_summary(runs), "note": "target labels used (train split); scored on the test split"}
@@ -166,7 +166,7 @@ def _source_train_labels(run: Path, sources: list[str]) -> list[int]:
 
 
 def _tau(run: Path, target: str) -> float:
-    return float(json.loads((Path(run) / "stats" / f"route_{target}.json").read_text())["tau"])
+    return float(json.loads(route_stats_file(run, target).read_text())["tau"])
 
 
 def _f(v: float | None) -> str:

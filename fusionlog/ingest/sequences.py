@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionlog import contracts
-from fusionlog.ingest.stage import partition_dir
 from fusionlog.io import atomic_dir
+from fusionlog.rundir import table_dir
 
 LABELS = {"normal": 0, "anomalous": 1, "unknown": None}
 
@@ -150,7 +150,7 @@ def ingest_sequences(
         schema=contracts.QUARANTINE,
     )
     for table, name in ((tpl, "templates"), (windows, "windows"), (quar, "quarantine")):
-        with atomic_dir(partition_dir(out, name, system)) as tmp:
+        with atomic_dir(table_dir(out, name, system)) as tmp:
             tmp.mkdir()
             pq.write_table(table, tmp / "part-0.parquet")
     return res

@@ -30,6 +30,7 @@ from fusionlog.ingest.sources import Split, count_newlines, expand_inputs, plan_
 from fusionlog.ingest.templates import PARAM, TemplateMiner
 from fusionlog.ingest.windows import assign_splits, build_windows
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp
+from fusionlog.rundir import ingest_scratch, ingest_stats_file, state_file, table_dir
 from fusionlog.spark import get_spark
 
 
@@ -57,14 +58,6 @@ class IngestResult:
         d = dict(self.__dict__)
         d["out"] = str(self.out)
         return d
-
-
-def partition_dir(out: Path, table: str, system: str) -> Path:
-    return out / table / f"system={system}"
-
-
-def state_path(out: Path, system: str) -> Path:
-    return out / "state" / f"templates_{system}.json"
 
 
 def _run_splits(spark: SparkSession, splits: list[Split], fn,  # noqa: ANN001
@@ -228,23 +221,24 @@ def ingest(
     plain = sum(f.size for f in files if not f.gz)
     per_split = max(8 << 20, plain // max(1, 2 * spark.sparkContext.defaultParallelism))
     splits = _line_bases(spark, plan_splits(files, min(cfg.spark.split_mb << 20, per_split)))
-    work = out / f".tmp-work-{syscfg.name}"
+    work = ingest_scratch(out, syscfg.name)
     shutil.rmtree(work, ignore_errors=True)
     parser = _parser_factory(syscfg, cfg)
     max_line, utf8 = cfg.max_line_bytes, cfg.on_invalid_utf8
     try:
         # pass 1: distinct masked messages, quarantine and reader counts (small)
-        (work / "scan").mkdir(parents=True)
-        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8, dest=str(work / "scan"),
+        scanned = ingest_scratch(out, syscfg.name, "scan")
+        scanned.mkdir(parents=True)
+        scan_fn = functools.partial(_scan_one, parser=parser, max_line=max_line, utf8=utf8, dest=str(scanned),
                                     binary=cfg.binary_share)
         with bar(f"ingest {syscfg.name} pass 1 ({len(files)} files, {len(splits)} tasks)") as tick:
             _run_splits(spark, splits, scan_fn, tick)
-        scan = spark.read.parquet(str(work / "scan"))
+        scan = spark.read.parquet(str(scanned))
         res.seconds["scan"] = time.perf_counter() - t0
 
         # templates: Drain over distinct masked messages, state carried from earlier ingests
         t1 = time.perf_counter()
-        miner = _load_miner(state_in, state_path(out, syscfg.name), syscfg, res)
+        miner = _load_miner(state_in, state_file(out, syscfg.name), syscfg, res)
         known = set(miner.templates())
         mapping, per_template = _mine(scan, miner, placeholders(syscfg.masks) | {PARAM})
         all_templates = miner.templates()
@@ -255,7 +249,7 @@ def ingest(
         # pass 2: lines with template ids and params (the mapping is broadcast to the workers)
         t2 = time.perf_counter()
         bc = spark.sparkContext.broadcast(mapping)
-        with atomic_dir(partition_dir(out, "lines", syscfg.name)) as tmp:
+        with atomic_dir(table_dir(out, "lines", syscfg.name)) as tmp:
             tmp.mkdir()
             parse_fn = functools.partial(_parse_one, parser=parser, templates=bc, max_line=max_line, utf8=utf8,
                                          dest=str(tmp), binary=cfg.binary_share)
@@ -272,14 +266,14 @@ def ingest(
             },
             schema=contracts.TEMPLATES,
         )
-        with atomic_dir(partition_dir(out, "templates", syscfg.name)) as tmp:
+        with atomic_dir(table_dir(out, "templates", syscfg.name)) as tmp:
             tmp.mkdir()
             pq.write_table(tpl, tmp / "part-0.parquet")
-        miner.save(state_path(out, syscfg.name))
+        miner.save(state_file(out, syscfg.name))
 
         # windows and labels
         t3 = time.perf_counter()
-        lines = spark.read.parquet(str(partition_dir(out, "lines", syscfg.name)))
+        lines = spark.read.parquet(str(table_dir(out, "lines", syscfg.name)))
         ids = None
         if isinstance(syscfg.labels, SessionListLabels):
             if labels:
@@ -297,20 +291,21 @@ def ingest(
                 .drop("anomalous")
             )
         # materialize once: the split quantiles and the write both read it
-        windows.write.parquet(str(work / "windows"))
-        windows = spark.read.parquet(str(work / "windows"))
+        staged = ingest_scratch(out, syscfg.name, "windows")
+        windows.write.parquet(str(staged))
+        windows = spark.read.parquet(str(staged))
         windows = assign_splits(windows, cfg.splits).select(*contracts.WINDOWS.names)
-        _write(windows, partition_dir(out, "windows", syscfg.name))
+        _write(windows, table_dir(out, "windows", syscfg.name))
         res.seconds["windows"] = time.perf_counter() - t3
 
         quarantine = scan.where("kind = 'quarantine'").select(*contracts.QUARANTINE.names)
-        _write(quarantine, partition_dir(out, "quarantine", syscfg.name))
+        _write(quarantine, table_dir(out, "quarantine", syscfg.name))
 
         _reconcile(spark, scan, out, syscfg.name, res, policy.kind)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res.seconds["total"] = time.perf_counter() - t0
-    atomic_write_text(out / "stats" / f"ingest_{syscfg.name}.json", json.dumps(res.to_json(), indent=2))
+    atomic_write_text(ingest_stats_file(out, syscfg.name), json.dumps(res.to_json(), indent=2))
     return res
 
 
@@ -331,8 +326,8 @@ def _reconcile(
         agg["errors"].extend(s["errors"])
         for k, v in s["reasons"].items():
             agg["reasons"][k] = agg["reasons"].get(k, 0) + v
-    lines = spark.read.parquet(str(partition_dir(out, "lines", system)))
-    quar = spark.read.parquet(str(partition_dir(out, "quarantine", system)))
+    lines = spark.read.parquet(str(table_dir(out, "lines", system)))
+    quar = spark.read.parquet(str(table_dir(out, "quarantine", system)))
     per_file = lines.groupBy("file").agg(
         F.count(F.lit(1)).alias("n"),
         F.sum((F.size("sessions") == 0).cast("int")).alias("no_session"),
@@ -340,7 +335,7 @@ def _reconcile(
     ).collect()
     parsed = {r["file"]: r["n"] for r in per_file}
     quarantined = {r["file"]: r["count"] for r in quar.groupBy("file").count().collect()}
-    windows = spark.read.parquet(str(partition_dir(out, "windows", system)))
+    windows = spark.read.parquet(str(table_dir(out, "windows", system)))
     wstats = windows.agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("anom")).first()
     res.windows = int(wstats["n"])
     res.anomalous_windows = None if wstats["anom"] is None else int(wstats["anom"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fusionlog.config import LLMConfig
 from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import Answer, ChatClient, Verdict
 from fusionlog.llm.knowledge import Example, KnowledgeBase
@@ -103,6 +104,17 @@ class Labeler:
     max_window_chars: int = 4000
     kb_system: str | None = None  # retrieve examples of this system only
     balanced: bool = False  # retrieve the k/2 nearest examples of each label
+
+    @classmethod
+    def from_config(cls, client: ChatClient, cfg: LLMConfig, system: str, **overrides: object) -> Labeler:
+        """The labeler ``cfg`` describes (prompt, examples, concurrency, signatures, window size): the one front
+        door every caller uses; ``overrides`` set fields for one use (e.g. ``k=0`` for zero-shot)."""
+        from fusionlog.llm.prompt import load_prompt
+
+        fields = {"prompt": load_prompt(cfg.prompt), "k": cfg.k_examples, "concurrency": cfg.concurrency,
+                  "signature_mode": cfg.signature, "max_window_chars": cfg.max_window_chars,
+                  "balanced": cfg.balanced_examples}
+        return cls(client=client, system=system, **{**fields, **overrides})  # type: ignore[arg-type]
 
     def examples(self, w: Window) -> list[Example]:
         if self.kb is None or not self.k or w.vector is None:

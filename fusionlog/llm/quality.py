@@ -35,7 +35,7 @@ def describe(system: str) -> str:
         return system
 
 
-def _items(run: Path, system: str, split: str) -> list[Item]:
+def labeled_items(run: Path, system: str, split: str) -> list[Item]:
     t = read_windows(run, system, ["template_ids", "label", "split"])
     make = WindowMaker(run, system)
     groups: dict[str, list] = {}
@@ -46,7 +46,7 @@ def _items(run: Path, system: str, split: str) -> list[Item]:
 
 
 def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:
-    items = _items(run, system, "train")
+    items = labeled_items(run, system, "train")
     kb.add([{"key": f"{system}:{it.window.window_id}", "system": system,
              "label": "anomalous" if it.label else "normal", "window": render_window(it.window.templates,
                                                                                      max_chars=max_chars // 4),
@@ -56,7 +56,7 @@ def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:
 
 def injection_check(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n: int = 20, seed: int = 0) -> dict:
     """Only the injection flips, on the same items as :func:`label_quality` with the same seed."""
-    items = _items(run, system, "test")
+    items = labeled_items(run, system, "test")
     random.Random(seed).shuffle(items)
     return {"system": system, "prompt": cfg.prompt,
             **injection_flips(client, load_prompt(cfg.prompt), describe(system), items[:n], cfg)}
@@ -67,8 +67,8 @@ def label_quality(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n:
     """Zero-shot, few-shot and kNN-vote accuracy/F1 on up to ``n`` distinct test sequences of ``system``."""
     kb = KnowledgeBase(run)
     kb_size = build_kb(run, system, kb, cfg.max_window_chars)
-    known = {it.window.window_id for it in _items(run, system, "train")}
-    items = _items(run, system, "test")
+    known = {it.window.window_id for it in labeled_items(run, system, "train")}
+    items = labeled_items(run, system, "test")
     random.Random(seed).shuffle(items)
     items = items[:n]
     y = np.array([it.label for it in items])
@@ -77,9 +77,8 @@ def label_quality(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n:
                  "items_in_kb": sum(it.window.window_id in known for it in items)}
     prompt = load_prompt(cfg.prompt)
     for name, k in (("zero_shot", 0), ("few_shot", cfg.k_examples)):
-        lab = Labeler(client, prompt, describe(system), cache=cache, kb=kb, k=k, concurrency=cfg.concurrency,
-                      signature_mode="ordered", max_window_chars=cfg.max_window_chars, kb_system=system,
-                      balanced=cfg.balanced_examples)
+        lab = Labeler.from_config(client, cfg, describe(system), prompt=prompt, cache=cache, kb=kb, k=k,
+                                  signature_mode="ordered", kb_system=system)
         verdicts, stats = lab.label([it.window for it in items])
         pred = np.array([(v is not None and v.label == "anomalous") for v in (verdicts[it.window.window_id]
                                                                               for it in items)], float)
@@ -105,7 +104,7 @@ INJECTIONS = {
 def injection_flips(client: ChatClient, prompt, system: str, items: list[Item], cfg: LLMConfig) -> dict:  # noqa: ANN001
     """Label each window zero-shot with and without an appended line that orders the opposite label;
     count answers that follow the order (a flip the window's events do not justify), per injection."""
-    lab = Labeler(client, prompt, system, concurrency=cfg.concurrency, max_window_chars=cfg.max_window_chars)
+    lab = Labeler.from_config(client, cfg, system, prompt=prompt, k=0, signature_mode="ordered", balanced=False)
     plain, _ = lab.label([it.window for it in items])
     out: dict = {"pairs": len(items)}
     for name, text in INJECTIONS.items():

@@ -7,21 +7,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from fusionlog.config import LLMConfig
-from fusionlog.io import atomic_dir
 from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import ChatClient
 from fusionlog.llm.knowledge import KnowledgeBase
 from fusionlog.llm.label import Labeler, LabelStats, Window
-from fusionlog.llm.prompt import load_prompt
 from fusionlog.llm.quality import build_kb, describe
 from fusionlog.llm.windows import WindowMaker
+from fusionlog.rundir import llm_cache_file, verdict_rows, write_verdicts
 from fusionlog.train.data import general_window_ids, read_windows
-
-LABELS = pa.schema([("window_id", pa.string()), ("signature", pa.string()), ("label", pa.string()),
-                    ("confidence", pa.float32()), ("reason", pa.string()), ("abstained", pa.bool_())])
 
 
 def windows_of(run: Path, system: str, only_proprietary: bool) -> list[Window]:
@@ -42,19 +37,9 @@ def label_system(run: Path, system: str, client: ChatClient, cfg: LLMConfig, kb_
     for s in kb_systems:
         build_kb(run, s, kb, cfg.max_window_chars)
     windows = windows_of(run, system, only_proprietary)
-    lab = Labeler(client, load_prompt(cfg.prompt), describe(system), cache=VerdictCache(run / "llm_cache.sqlite"),
-                  kb=kb if kb_systems else None, k=cfg.k_examples if kb_systems else 0, concurrency=cfg.concurrency,
-                  signature_mode=cfg.signature, max_window_chars=cfg.max_window_chars,
-                  balanced=cfg.balanced_examples)
+    lab = Labeler.from_config(client, cfg, describe(system), cache=VerdictCache(llm_cache_file(run)),
+                              kb=kb if kb_systems else None, k=cfg.k_examples if kb_systems else 0)
     verdicts, stats = lab.label(windows)
-    rows = [(w.window_id, signature(w.template_ids, cfg.signature), verdicts[w.window_id]) for w in windows]
-    table = pa.table({
-        "window_id": [r[0] for r in rows], "signature": [r[1] for r in rows],
-        "label": [r[2].label if r[2] else None for r in rows],
-        "confidence": pa.array([r[2].confidence if r[2] else None for r in rows], pa.float32()),
-        "reason": [r[2].reason if r[2] else None for r in rows], "abstained": [r[2] is None for r in rows],
-    }, schema=LABELS)
-    with atomic_dir(run / "llm_labels" / f"system={system}") as tmp:
-        tmp.mkdir()
-        pq.write_table(table, tmp / "part-0.parquet")
+    sigs = {w.window_id: signature(w.template_ids, cfg.signature) for w in windows}
+    write_verdicts(run, system, verdict_rows(verdicts, "label", sigs))  # the rows of other purposes stay
     return stats

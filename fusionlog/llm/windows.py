@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from fusionlog.llm.knowledge import window_vector
 from fusionlog.llm.label import Window
+from fusionlog.rundir import table_dir
 from fusionlog.train.data import template_index
 
 
@@ -16,7 +17,7 @@ class WindowMaker:
     """Reads a system's template texts and vectors once; makes :class:`Window` objects from template ids."""
 
     def __init__(self, run: Path, system: str) -> None:
-        tpl = pq.read_table(Path(run) / "templates" / f"system={system}", columns=["template_id", "template"])
+        tpl = pq.read_table(table_dir(run, "templates", system), columns=["template_id", "template"])
         self.text = dict(zip(tpl["template_id"].to_pylist(), tpl["template"].to_pylist(), strict=True))
         self.system = system
         self.index = template_index(run, [system])

@@ -16,6 +16,7 @@ from fusionlog.embed.stage import TABLE, open_store, stored
 from fusionlog.io import atomic_dir, atomic_write_text
 from fusionlog.ray_runtime import init_ray, wait_for_resources
 from fusionlog.route.router import template_similarity, threshold, window_xsim
+from fusionlog.rundir import lancedb_dir, route_stats_file, table_dir
 
 ROUTES = pa.schema([("window_id", pa.string()), ("x_sim", pa.float32()), ("route", pa.string())])
 SWEEP = [round(0.5 + 0.05 * k, 2) for k in range(9)]  # 0.50 .. 0.90
@@ -45,13 +46,13 @@ def route(run: Path, sources: list[str], target: str, cfg: RouteConfig | None = 
     run = Path(run)
     if target in sources:
         raise ValueError(f"the target {target!r} is also a source")
-    wdir = run / "windows" / f"system={target}"
+    wdir = table_dir(run, "windows", target)
     if not wdir.is_dir():
         raise FileNotFoundError(f"{wdir} not found: ingest the target first")
     t0 = time.perf_counter()
     store = stored(run)
     if store is None:
-        raise FileNotFoundError(f"{run}/lancedb has no '{TABLE}' table: run `fusionlog embed` first")
+        raise FileNotFoundError(f"{lancedb_dir(run)} has no '{TABLE}' table: run `fusionlog embed` first")
     table = open_store(run).open_table(TABLE)
     sim = template_similarity(store, sources, target, cfg.exact_max_pairs, table)
 
@@ -72,12 +73,12 @@ def route(run: Path, sources: list[str], target: str, cfg: RouteConfig | None = 
     general = xs >= tau
     out = pa.table({"window_id": pa.array(ids.tolist(), pa.string()), "x_sim": pa.array(xs),
                     "route": pa.array(np.where(general, "general", "proprietary").tolist())}, schema=ROUTES)
-    with atomic_dir(run / "routes" / f"system={target}") as tmp:
+    with atomic_dir(table_dir(run, "routes", target)) as tmp:
         tmp.mkdir()
         pq.write_table(out, tmp / "part-0.parquet")
     res = RouteResult(target, sources, tau, len(xs), int(general.sum()), int((~general).sum()),
                       time.perf_counter() - t0)
     if sweep:
         res.sweep = [{"tau": t, "general": int((xs >= t).sum()), "proprietary": int((xs < t).sum())} for t in SWEEP]
-    atomic_write_text(run / "stats" / f"route_{target}.json", json.dumps(asdict(res), indent=2))
+    atomic_write_text(route_stats_file(run, target), json.dumps(asdict(res), indent=2))
     return res

@@ -14,13 +14,14 @@ import pyarrow.parquet as pq
 
 from fusionlog.embed.stage import TABLE, stored
 from fusionlog.model.index import TemplateIndex
+from fusionlog.rundir import lancedb_dir, table_dir
 
 SOURCE_COLUMNS = ["window_id", "template_ids", "label", "split", "start_ts", "first_file", "first_line"]
 
 
 def read_windows(run: Path, system: str, columns: list[str]) -> pa.Table:
     """``windows/system=<system>`` (only ``columns``), in the order (start_ts, first_file, first_line)."""
-    wdir = Path(run) / "windows" / f"system={system}"
+    wdir = table_dir(run, "windows", system)
     if not wdir.is_dir():
         raise FileNotFoundError(f"{wdir} not found: ingest {system} first")
     order = [c for c in ("start_ts", "first_file", "first_line", "window_id") if c in columns]
@@ -67,12 +68,12 @@ class Bundle:
 def template_index(run: Path, systems: list[str]) -> TemplateIndex:
     store = stored(run)
     if store is None:
-        raise FileNotFoundError(f"{run}/lancedb has no '{TABLE}' table: run `fusionlog embed` first")
+        raise FileNotFoundError(f"{lancedb_dir(run)} has no '{TABLE}' table: run `fusionlog embed` first")
     return TemplateIndex(store.filter(pc.is_in(store["system"], value_set=pa.array(systems))))
 
 
 def general_window_ids(run: Path, target: str) -> set[str]:
-    rdir = Path(run) / "routes" / f"system={target}"
+    rdir = table_dir(run, "routes", target)
     if not rdir.is_dir():
         raise FileNotFoundError(f"{rdir} not found: run `fusionlog route` first")
     routes = pq.read_table(rdir, columns=["window_id", "route"])

@@ -62,7 +62,7 @@ def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, worl
     for step in range(1, cfg.steps + 1):
         if steps_file and rank == 0 and (step % every == 0 or step == cfg.steps):
             _write_step(Path(steps_file), step)
-        if cfg.mode == "source_only" or len(tasks) < 2:
+        if cfg.objective == "source_only" or len(tasks) < 2:
             out = supervised_step(model, opt, make_batch(b.seqs, b.label, balanced(rng, train, b.label, cfg.batch_size),
                                                          device))
         else:
@@ -70,7 +70,7 @@ def run_training(b: Bundle, cfg: TrainConfig, mcfg: ModelConfig, rank: int, worl
             support = make_batch(b.seqs, b.label, balanced(rng, tasks[int(s)], b.label, half), device)
             query = make_batch(b.seqs, b.label, balanced(rng, tasks[int(q)], b.label, half), device)
             tgt = None
-            if cfg.mode == "meta_align" and len(target):
+            if cfg.objective == "meta_align" and len(target):
                 tgt = make_batch(b.seqs, b.label, rng.choice(target, size=half, replace=True), device).x
             out = meta_step(model, opt, support, query, cfg.inner_lr, cfg.query_weight, tgt, cfg.align_weight,
                             align_lambda(step / cfg.steps))

@@ -16,6 +16,7 @@ from pathlib import Path
 from fusionlog.config import ModelConfig, TrainConfig
 from fusionlog.io import atomic_dir
 from fusionlog.ray_runtime import ResourceWaitError, fit_cpus, holders, init_ray, wait_for_resources
+from fusionlog.rundir import NO_TARGET, model_dir, train_storage
 from fusionlog.train.data import Pseudo, build_bundle
 from fusionlog.train.loop import WEIGHTS, train_loop_per_worker
 
@@ -26,7 +27,7 @@ class TrainResult:
     model_dir: str
     sources: list[str]
     target: str | None
-    mode: str
+    objective: str
     seed: int
     best_step: int
     val: dict
@@ -56,10 +57,6 @@ def config_hash(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def model_dir(run: Path, target: str | None, name: str) -> Path:
-    return Path(run) / "models" / (target or "_sources") / name
-
-
 def _store_version(run: Path, systems: list[str]) -> str:
     """Changes whenever the embedded templates of ``systems`` (or the embedding model) change."""
     from fusionlog.embed.stage import stored
@@ -85,7 +82,7 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
 
     cfg, mcfg = cfg or TrainConfig(), mcfg or ModelConfig()
     run = Path(run).resolve()
-    name = name or f"{cfg.mode}-s{cfg.seed}"
+    name = name or f"{cfg.objective}-s{cfg.seed}"
     out = model_dir(run, target, name)
     init_key = json.loads((Path(init_from) / "model.json").read_text())["config_hash"] if init_from else None
     pseudo_key = config_hash(pseudo.system, pseudo.template_ids, pseudo.labels) if pseudo else None
@@ -99,17 +96,17 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
     if target in sources:
         raise ValueError(f"the target {target!r} is also a source")
     t0 = time.perf_counter()
-    bundle, _ = build_bundle(run, sources, target if cfg.mode == "meta_align" or pseudo else None, cfg.slices,
+    bundle, _ = build_bundle(run, sources, target if cfg.objective == "meta_align" or pseudo else None, cfg.slices,
                              mcfg.max_len, cfg.max_train_windows, cfg.min_align_windows, pseudo, align_all)
-    if cfg.mode != "meta_align":  # the target's windows are in the bundle only for the pseudo-labels
+    if cfg.objective != "meta_align":  # the target's windows are in the bundle only for the pseudo-labels
         bundle.part[bundle.part == "target"] = "unused"
     counts = {p: int((bundle.part == p).sum()) for p in ("train", "val", "target")}
     init_ray()
     per_worker = worker_resources(cfg, name)
     scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=per_worker)
-    storage = run / "ray_train"
+    storage = train_storage(run)
     storage.mkdir(parents=True, exist_ok=True)
-    steps_file = storage / f"{target or '_sources'}-{name}-{key}.steps"
+    steps_file = storage / f"{target or NO_TARGET}-{name}-{key}.steps"
     steps_file.unlink(missing_ok=True)
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -117,7 +114,7 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
                            "init_from": str(Path(init_from).resolve()) if init_from else None,
                            "steps_file": str(steps_file)},
         scaling_config=scaling,
-        run_config=RunConfig(name=f"{target or '_sources'}-{name}-{key}", storage_path=str(storage),
+        run_config=RunConfig(name=f"{target or NO_TARGET}-{name}-{key}", storage_path=str(storage),
                              checkpoint_config=CheckpointConfig(num_to_keep=1),
                              # a worker group that cannot start is a controller failure, retried forever by
                              # default: a few tries, then the error (the resources were checked just before)
@@ -135,7 +132,7 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
         raise RuntimeError(f"training {name} reported no checkpoint")
     best = max((m for _, m in result.best_checkpoints), key=lambda m: m["val_score"]) if result.best_checkpoints \
         else result.metrics
-    res = TrainResult(name, str(out), sources, target, cfg.mode, cfg.seed, int(best["step"]),
+    res = TrainResult(name, str(out), sources, target, cfg.objective, cfg.seed, int(best["step"]),
                       {k: float(v) for k, v in best.items() if k.startswith("val_")}, time.perf_counter() - t0,
                       counts, bundle.notes)
     with atomic_dir(out) as tmp:
@@ -145,7 +142,7 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
         (tmp / "model.json").write_text(json.dumps(
             {"config_hash": key, "sources": sources, "target": target, "train": cfg.model_dump(),
              "model": mcfg.model_dump(), "result": asdict(res)}, indent=2))
-    shutil.rmtree(storage / f"{target or '_sources'}-{name}-{key}", ignore_errors=True)
+    shutil.rmtree(storage / f"{target or NO_TARGET}-{name}-{key}", ignore_errors=True)
     steps_file.unlink(missing_ok=True)
     return res
 

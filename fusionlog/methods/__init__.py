@@ -1,0 +1,123 @@
+"""The registry of detection methods: one file per method, chosen by name from config (``run.mode``,
+``run.compare``), as logai's algorithm factory.
+
+A method declares what it needs from the run (:class:`Needs`: which small models to train, which LLM verdicts on
+which windows, whether distillation runs), what it adds to the detect stage's hash, and how it scores the
+target's windows from those artifacts (:meth:`Method.score` -> a ``scores`` table). ``baseline = True`` methods
+are scored in every run beside the chosen ones. Adding a method is one decorated class in a new module here::
+
+    @register("my-method")
+    class MyMethod(Method):
+        needs = Needs(models=("general",))
+        def score(self, art: Artifacts) -> pa.Table: ...
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from fusionlog.config import ExperimentConfig
+
+MODELS = ("general", "no-router")  # small models a method may ask for (trained by the train stage)
+PURPOSES = ("llm-only", "generallog")  # LLM verdicts: every target window, or the router's proprietary ones
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs from the earlier stages."""
+
+    models: tuple[str, ...] = ()  # small models of MODELS
+    llm: tuple[str, ...] = ()  # LLM verdicts of PURPOSES
+    distill: bool = False  # the distillation rounds (their verdicts on the proprietary windows are "generallog")
+
+
+@dataclass
+class Artifacts:
+    """What the stages produced, as a method sees it (scores are computed lazily and cached)."""
+
+    run: Path
+    exp: ExperimentConfig
+    ids: list[str]  # the target's window ids, in output order
+    routes: dict[str, str]  # window id -> general | proprietary
+    threshold: float  # P(anomalous) >= threshold -> anomalous
+    models: dict[str, str]  # general | no-router | distilled -> model directory
+    rounds: int  # distillation rounds run (0: none)
+    small: Callable[[str], dict[str, float]]  # model directory -> P(anomalous) by window id
+    llm: Callable[[str], dict[str, float | None]]  # purpose -> P(anomalous) by window id (None: abstained)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return self.exp.target
+
+
+class Method:
+    """A detection method; subclasses set ``name`` (by :func:`register`), ``needs`` and implement ``score``."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[Needs] = Needs()
+    baseline: ClassVar[bool] = False  # scored in every run, beside the chosen methods
+    description: ClassVar[str] = ""
+
+    def hash_inputs(self, exp: ExperimentConfig) -> object:
+        """What, beyond the artifacts, this method's scores depend on (added to the detect stage's hash)."""
+        return None
+
+    def score(self, art: Artifacts) -> pa.Table:  # pragma: no cover (abstract)
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: register a :class:`Method` under ``name``."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise ValueError(f"two detection methods named {name!r}: {REGISTRY[name].__module__}, {cls.__module__}")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+@functools.cache
+def _load_all() -> None:
+    """Import every module of this package, so that each registers its methods."""
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def names() -> list[str]:
+    """Every registered method, sorted."""
+    _load_all()
+    return sorted(REGISTRY)
+
+
+def get(name: str) -> Method:
+    """The method registered as ``name``; an error lists the known ones."""
+    _load_all()
+    if name not in REGISTRY:
+        raise ValueError(f"unknown detection method {name!r}: one of {', '.join(names())}")
+    return REGISTRY[name]()
+
+
+def baselines() -> list[str]:
+    """The methods scored in every run."""
+    return [n for n in names() if REGISTRY[n].baseline]
+
+
+def chosen(mode: str, compare: list[str]) -> list[Method]:
+    """The run's methods: its mode, the compared ones, then every baseline (each once, in that order)."""
+    return [get(n) for n in dict.fromkeys([mode, *compare, *baselines()])]

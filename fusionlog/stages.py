@@ -1,0 +1,106 @@
+"""Typed results of the stages of ``fusionlog run``, persisted in the stage markers (``<run>/stages/<stage>.json``,
+key ``summary``) and read back as the same dataclasses: the stages talk through these, not through dicts.
+
+A marker whose summary does not fit its dataclass (written by an older version) counts as not done: the stage
+runs again."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusionlog.route.stage import RouteResult as RouteOut
+
+
+@dataclass
+class IngestOut:
+    datasets: dict[str, str]  # dataset -> one-line summary
+
+
+@dataclass
+class EmbedOut:
+    encoded: int
+
+
+@dataclass
+class TrainOut:
+    general: str  # the general-branch model (meta_align, aligned to the general target windows)
+    no_router: str | None = None  # aligned to every target window (the no-router method)
+
+
+@dataclass
+class DistillOut:
+    model_dir: str  # the distilled model (the general one when no round ran or kept a window)
+    rounds: list[dict] = field(default_factory=list)  # one row per round (fusionlog.contracts.ROUND_KEYS + counts)
+    kept: int = 0
+    distilled_model_dir: str | None = None
+    proprietary: int = 0
+    seconds: float = 0.0
+    llm_only: dict | None = None  # fusionlog.llm.label.LabelStats.summary() of the llm-only labels
+    client: dict = field(default_factory=dict)  # the LLM client's request counts
+    llm_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def llm_calls(self) -> int:
+        """Signatures sent to the LLM (cache misses): llm-only labels plus every round's."""
+        return int((self.llm_only or {}).get("calls", 0) + sum(r.get("llm_calls", 0) for r in self.rounds))
+
+
+@dataclass
+class DetectOut:
+    mode: str
+    windows: int
+    anomalous: int
+    modes: list[str]  # every scored method (chosen + baselines)
+
+
+@dataclass
+class EvaluateOut:
+    labeled: int
+    f1: dict[str, float] = field(default_factory=dict)
+    rounds_f1: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class ReportOut:
+    report: str
+
+
+OUTS: dict[str, type] = {"ingest": IngestOut, "embed": EmbedOut, "route": RouteOut, "train": TrainOut,
+                         "distill": DistillOut, "detect": DetectOut, "evaluate": EvaluateOut, "report": ReportOut}
+
+
+@dataclass
+class RunState:
+    """The results of a run's stages so far (None: not run)."""
+
+    ingest: IngestOut | None = None
+    embed: EmbedOut | None = None
+    route: RouteOut | None = None
+    train: TrainOut | None = None
+    distill: DistillOut | None = None
+    detect: DetectOut | None = None
+    evaluate: EvaluateOut | None = None
+    report: ReportOut | None = None
+
+    def summaries(self) -> dict[str, dict]:
+        """The finished stages' results as JSON-able dicts (what the markers hold)."""
+        return {f.name: to_json(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
+
+def to_json(out: Any) -> dict:
+    return dataclasses.asdict(out)
+
+
+def from_json(stage: str, summary: dict) -> Any | None:
+    """The stage's dataclass from a marker's summary; None when it does not fit (an older marker)."""
+    cls = OUTS[stage]
+    names = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(summary, dict) or not set(summary) <= names:
+        return None
+    try:
+        return cls(**summary)
+    except TypeError:
+        return None
