@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from fusionlog.config import ExperimentConfig, LLMConfig, load_embed, load_ingest, load_llm
 from fusionlog.console import Reporter
-from fusionlog.io import atomic_dir, atomic_write_text, clean_temp
+from fusionlog.io import atomic_dir, atomic_write_text, clean_temp, config_hash
 from fusionlog.methods import Artifacts, Method, chosen
 from fusionlog.rundir import (
     VERDICTS,
@@ -48,7 +48,6 @@ from fusionlog.stages import (
     from_json,
     to_json,
 )
-from fusionlog.train.stage import config_hash
 
 STAGES = ("ingest", "embed", "route", "train", "distill", "detect", "evaluate", "report")
 
@@ -229,9 +228,10 @@ def _windows(ctx: Ctx, only_proprietary: bool) -> list:
 def _distill(ctx: Ctx) -> DistillOut:
     """The LLM's work in one service session: llm-only labels (every window), then the rounds (fusionlog),
     whose first round is also generallog's labels of the proprietary windows (the same prompts: cache hits)."""
-    from fusionlog.distill.rounds import distill, labeler, source_kb
+    from fusionlog.distill.rounds import distill, labeler
     from fusionlog.llm.cache import VerdictCache
     from fusionlog.llm.endpoint import llm_client
+    from fusionlog.llm.knowledge import source_kb
 
     exp, run = ctx.exp, ctx.run
     purposes, rounds_run = ctx.need_llm(), ctx.need_distill()

@@ -15,9 +15,10 @@ from rich.table import Table
 from fusionlog.config import LLMConfig
 from fusionlog.llm.cache import VerdictCache
 from fusionlog.llm.endpoint import llm_client
-from fusionlog.llm.knowledge import KnowledgeBase, knn_vote
-from fusionlog.llm.label import Labeler
-from fusionlog.llm.quality import build_kb, describe, injection_check, label_quality, labeled_items
+from fusionlog.llm.knowledge import KnowledgeBase, build_kb, knn_vote
+from fusionlog.llm.label import Labeler, describe
+from fusionlog.llm.quality import injection_check, label_quality
+from fusionlog.llm.windows import labeled_items
 
 console = Console(width=140)
 

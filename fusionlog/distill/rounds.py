@@ -13,12 +13,10 @@ import numpy as np
 
 from fusionlog.config import DistillConfig, ExperimentConfig, LLMConfig
 from fusionlog.console import Reporter
-from fusionlog.llm.cache import VerdictCache, signature
+from fusionlog.llm.cache import VerdictCache
 from fusionlog.llm.client import ChatClient, Verdict
-from fusionlog.llm.knowledge import KnowledgeBase
-from fusionlog.llm.label import Labeler, Window
-from fusionlog.llm.prompt import render_window
-from fusionlog.llm.quality import build_kb, describe
+from fusionlog.llm.knowledge import KnowledgeBase, distilled_rows, source_kb
+from fusionlog.llm.label import Labeler, Window, describe
 from fusionlog.model.score import WindowScorer
 from fusionlog.rundir import llm_cache_file
 from fusionlog.train.data import Pseudo
@@ -37,15 +35,6 @@ class DistillResult:
 def labeler(client: ChatClient, cfg: LLMConfig, target: str, kb: KnowledgeBase, cache: VerdictCache) -> Labeler:
     """The labeler of ``target``'s windows with few-shot examples from ``kb``."""
     return Labeler.from_config(client, cfg, describe(target), cache=cache, kb=kb)
-
-
-def source_kb(run: Path, sources: list[str], max_chars: int) -> KnowledgeBase:
-    """The knowledge base rebuilt from the labeled sources' train splits (nothing distilled yet)."""
-    kb = KnowledgeBase(run)
-    kb.reset()
-    for s in sources:
-        build_kb(run, s, kb, max_chars)
-    return kb
 
 
 def keep(windows: list[Window], verdicts: dict[str, Verdict | None], p: np.ndarray, epsilon: float,
@@ -132,7 +121,7 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
                             pseudo=Pseudo(target, [by_id[i].template_ids for i in ids], [res.kept[i] for i in ids]),
                             init_from=model_dir, progress=tick)
             model_dir = Path(out.model_dir)
-            kb.add(_kb_rows(target, [by_id[i] for i in new], new, llm))
+            kb.add(distilled_rows(target, [by_id[i] for i in new], new, llm.signature, llm.max_window_chars))
         row["model_dir"] = str(model_dir)  # the model after this round (evaluate scores it: f1_labeled)
         row["seconds"] = time.perf_counter() - tr
         res.rounds.append(row)
@@ -142,15 +131,3 @@ def distill(run: Path, exp: ExperimentConfig, client: ChatClient, llm: LLMConfig
         eps = max(cfg.floor, eps * cfg.decay)  # a round that keeps nothing still lowers ε (a static ε stalls)
     res.model_dir, res.seconds = str(model_dir), time.perf_counter() - t0
     return res
-
-
-def _kb_rows(target: str, windows: list[Window], labels: dict[str, int], llm: LLMConfig) -> list[dict]:
-    """One knowledge-base example per distinct signature of the newly kept windows."""
-    rows: dict[str, dict] = {}
-    for w in windows:
-        sig = signature(w.template_ids, llm.signature)
-        rows.setdefault(sig, {"key": f"{target}:{sig}", "system": target,
-                              "label": "anomalous" if labels[w.window_id] else "normal",
-                              "window": render_window(w.templates, max_chars=llm.max_window_chars // 4),
-                              "origin": "distilled", "vector": w.vector})
-    return list(rows.values())

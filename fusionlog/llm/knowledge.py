@@ -94,3 +94,41 @@ def knn_vote(examples: list[Example]) -> str | None:
         return None
     anomalous = sum(e.label == "anomalous" for e in examples)
     return "anomalous" if anomalous * 2 >= len(examples) else "normal"
+
+
+def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:
+    """Add ``system``'s labeled train windows (one per distinct sequence) to ``kb``; returns how many."""
+    from fusionlog.llm.prompt import render_window
+    from fusionlog.llm.windows import labeled_items
+
+    items = labeled_items(run, system, "train")
+    kb.add([{"key": f"{system}:{it.window.window_id}", "system": system,
+             "label": "anomalous" if it.label else "normal", "window": render_window(it.window.templates,
+                                                                                     max_chars=max_chars // 4),
+             "origin": "labeled", "vector": it.window.vector} for it in items])
+    return len(items)
+
+
+def source_kb(run: Path, sources: list[str], max_chars: int) -> KnowledgeBase:
+    """The knowledge base rebuilt from the labeled sources' train splits (nothing distilled yet)."""
+    kb = KnowledgeBase(run)
+    kb.reset()
+    for s in sources:
+        build_kb(run, s, kb, max_chars)
+    return kb
+
+
+def distilled_rows(target: str, windows: list, labels: dict[str, int], signature_mode: str,
+                   max_chars: int) -> list[dict]:
+    """One knowledge-base example per distinct signature of newly kept (pseudo-labeled) target windows."""
+    from fusionlog.llm.cache import signature
+    from fusionlog.llm.prompt import render_window
+
+    rows: dict[str, dict] = {}
+    for w in windows:
+        sig = signature(w.template_ids, signature_mode)
+        rows.setdefault(sig, {"key": f"{target}:{sig}", "system": target,
+                              "label": "anomalous" if labels[w.window_id] else "normal",
+                              "window": render_window(w.templates, max_chars=max_chars // 4),
+                              "origin": "distilled", "vector": w.vector})
+    return list(rows.values())

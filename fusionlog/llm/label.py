@@ -91,6 +91,16 @@ class LabelStats:
 Progress = Callable[[int, int], None]
 
 
+def describe(system: str) -> str:
+    """A system's description from ``conf/systems/<system>.yaml`` (its name when there is none)."""
+    from fusionlog.config import ConfigError, load_system
+
+    try:
+        return load_system(system).description or system
+    except ConfigError:
+        return system
+
+
 @dataclass
 class Labeler:
     client: ChatClient

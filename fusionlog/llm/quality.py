@@ -5,53 +5,18 @@ evaluated windows come from its test split, one item per distinct template seque
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fusionlog.config import ConfigError, LLMConfig, load_system
+from fusionlog.config import LLMConfig
 from fusionlog.evaluate.metrics import binary_metrics
-from fusionlog.llm.cache import VerdictCache, signature
+from fusionlog.llm.cache import VerdictCache
 from fusionlog.llm.client import ChatClient
-from fusionlog.llm.knowledge import KnowledgeBase, knn_vote
-from fusionlog.llm.label import Labeler, Window
-from fusionlog.llm.prompt import load_prompt, render_window
-from fusionlog.llm.windows import WindowMaker
-from fusionlog.train.data import read_windows
-
-
-@dataclass
-class Item:
-    window: Window
-    label: int  # majority label of the windows with this sequence
-    windows: int  # how many windows share it
-
-
-def describe(system: str) -> str:
-    try:
-        return load_system(system).description or system
-    except ConfigError:
-        return system
-
-
-def labeled_items(run: Path, system: str, split: str) -> list[Item]:
-    t = read_windows(run, system, ["template_ids", "label", "split"])
-    make = WindowMaker(run, system)
-    groups: dict[str, list] = {}
-    for ids, y, s in zip(t["template_ids"].to_pylist(), t["label"].to_pylist(), t["split"].to_pylist(), strict=True):
-        if s == split and y is not None:
-            groups.setdefault(signature(ids), [ids, []])[1].append(y)
-    return [Item(make(sig, ids), int(np.mean(ys) >= 0.5), len(ys)) for sig, (ids, ys) in groups.items()]
-
-
-def build_kb(run: Path, system: str, kb: KnowledgeBase, max_chars: int) -> int:
-    items = labeled_items(run, system, "train")
-    kb.add([{"key": f"{system}:{it.window.window_id}", "system": system,
-             "label": "anomalous" if it.label else "normal", "window": render_window(it.window.templates,
-                                                                                     max_chars=max_chars // 4),
-             "origin": "labeled", "vector": it.window.vector} for it in items])
-    return len(items)
+from fusionlog.llm.knowledge import KnowledgeBase, build_kb, knn_vote
+from fusionlog.llm.label import Labeler, Window, describe
+from fusionlog.llm.prompt import load_prompt
+from fusionlog.llm.windows import Item, labeled_items
 
 
 def injection_check(run: Path, system: str, client: ChatClient, cfg: LLMConfig, n: int = 20, seed: int = 0) -> dict:

@@ -11,9 +11,8 @@ import pyarrow.compute as pc
 from fusionlog.config import LLMConfig
 from fusionlog.llm.cache import VerdictCache, signature
 from fusionlog.llm.client import ChatClient
-from fusionlog.llm.knowledge import KnowledgeBase
-from fusionlog.llm.label import Labeler, LabelStats, Window
-from fusionlog.llm.quality import build_kb, describe
+from fusionlog.llm.knowledge import KnowledgeBase, build_kb
+from fusionlog.llm.label import Labeler, LabelStats, Window, describe
 from fusionlog.llm.windows import WindowMaker
 from fusionlog.rundir import llm_cache_file, verdict_rows, write_verdicts
 from fusionlog.train.data import general_window_ids, read_windows

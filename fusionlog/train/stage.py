@@ -4,7 +4,6 @@ val split) is copied to ``<run>/models/<target>/<name>/`` (safetensors + model.j
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import threading
@@ -14,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fusionlog.config import ModelConfig, TrainConfig
-from fusionlog.io import atomic_dir
+from fusionlog.io import atomic_dir, config_hash
 from fusionlog.ray_runtime import ResourceWaitError, fit_cpus, holders, init_ray, wait_for_resources
 from fusionlog.rundir import NO_TARGET, model_dir, train_storage
 from fusionlog.train.data import Pseudo, build_bundle
@@ -51,10 +50,6 @@ def worker_resources(cfg: TrainConfig, name: str) -> dict[str, float]:
     wait_for_resources({"CPU": cpus * cfg.num_workers, **{k: v * cfg.num_workers for k, v in gpu.items()}},
                        f"Ray Train ({name}, {cfg.num_workers} worker(s))", cfg.resource_wait_s)
     return {"CPU": cpus, **gpu}
-
-
-def config_hash(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _store_version(run: Path, systems: list[str]) -> str:
