@@ -146,6 +146,9 @@ class SystemConfig(_Model):
     windows: dict[str, WindowPolicy] = {}
     default_window: str = "line"
     labels: LabelConfig | None = None
+    # the level field's values -> fatal | error | warn | info | debug (case-insensitive; beside the defaults of
+    # fusionlog.events.DEFAULT_LEVELS, e.g. {FAILURE: fatal, SEVERE: error}); anything else is "unknown"
+    levels: dict[str, Literal["fatal", "error", "warn", "info", "debug", "unknown"]] = {}
 
     @model_validator(mode="after")
     def _check(self) -> SystemConfig:

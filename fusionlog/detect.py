@@ -77,6 +77,9 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
         src = table_dir(run, "templates", s)
         with atomic_dir(table_dir(out, "templates", s)) as tmp:
             shutil.copytree(src, tmp)
+    from fusionlog.events import write_events
+
+    write_events(out, exp.target, dict(system.levels))  # the severity baseline reads the new archives' events
     enc = embed(out, load_embed()).encoded
     tau = float(done.route.tau)
     rt = route(out, exp.sources, exp.target, exp.route.model_copy(update={"tau": tau, "tau_quantile": None}))

@@ -41,6 +41,7 @@ from fusionlog.stages import (
     DistillOut,
     EmbedOut,
     EvaluateOut,
+    EventsOut,
     IngestOut,
     ReportOut,
     RunState,
@@ -49,7 +50,7 @@ from fusionlog.stages import (
     to_json,
 )
 
-STAGES = ("ingest", "embed", "route", "train", "distill", "detect", "evaluate", "report")
+STAGES = ("ingest", "events", "embed", "route", "train", "distill", "detect", "evaluate", "report")
 
 
 @dataclass
@@ -105,6 +106,8 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         files = [_stat(x) for spec in exp.datasets.values()
                  for x in [*spec.inputs, *spec.labels, *([spec.templates] if spec.templates else []), *spec.sequences]]
         return [exp.datasets, files, load_ingest()]
+    if stage == "events":
+        return [_levels(exp), "events-v1"]
     if stage == "embed":
         return load_embed()
     if stage == "route":
@@ -191,6 +194,20 @@ def _ingest(ctx: Ctx) -> IngestOut:
 
     return IngestOut({name: ingest_dataset(name, spec, ctx.run, ctx.reporter.bar)
                       for name, spec in ctx.exp.datasets.items()})
+
+
+def _levels(exp: ExperimentConfig) -> dict[str, dict[str, str]]:
+    """Each dataset's ``levels:`` map (raw logs; event-sequence sets have no levels)."""
+    from fusionlog.config import load_system
+
+    return {name: dict(load_system(spec.system or name).levels) if spec.kind == "raw" else {}
+            for name, spec in exp.datasets.items()}
+
+
+def _events(ctx: Ctx) -> EventsOut:
+    from fusionlog.events import write_events
+
+    return EventsOut({name: write_events(ctx.run, name, levels) for name, levels in _levels(ctx.exp).items()})
 
 
 def _embed(ctx: Ctx) -> EmbedOut:
@@ -345,7 +362,7 @@ def report_stage(ctx: Ctx) -> ReportOut:
 
 
 STAGE_FUNCS: dict[str, Callable[[Ctx], object]] = {
-    "ingest": _ingest, "embed": _embed, "route": _route, "train": _train, "distill": _distill,
+    "ingest": _ingest, "events": _events, "embed": _embed, "route": _route, "train": _train, "distill": _distill,
     "detect": detect_stage, "evaluate": evaluate_stage, "report": report_stage,
 }
 

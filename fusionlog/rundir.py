@@ -51,7 +51,7 @@ VERDICTS = pa.schema([("window_id", pa.string()), ("label", pa.string()), ("conf
                       ("reason", pa.string()), ("purpose", pa.string()), ("signature", pa.string())])
 
 
-PARTITIONED = ("lines", "templates", "windows", "quarantine", "routes", "scores", "llm_labels")
+PARTITIONED = ("lines", "templates", "windows", "quarantine", "routes", "scores", "llm_labels", "events")
 NO_TARGET = "_sources"  # the models/ folder of a model trained without a target
 
 

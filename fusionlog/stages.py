@@ -19,6 +19,11 @@ class IngestOut:
 
 
 @dataclass
+class EventsOut:
+    events: dict[str, int]  # system -> events (distinct templates) in events/
+
+
+@dataclass
 class EmbedOut:
     encoded: int
 
@@ -67,8 +72,9 @@ class ReportOut:
     report: str
 
 
-OUTS: dict[str, type] = {"ingest": IngestOut, "embed": EmbedOut, "route": RouteOut, "train": TrainOut,
-                         "distill": DistillOut, "detect": DetectOut, "evaluate": EvaluateOut, "report": ReportOut}
+OUTS: dict[str, type] = {"ingest": IngestOut, "events": EventsOut, "embed": EmbedOut, "route": RouteOut,
+                         "train": TrainOut, "distill": DistillOut, "detect": DetectOut, "evaluate": EvaluateOut,
+                         "report": ReportOut}
 
 
 @dataclass
@@ -76,6 +82,7 @@ class RunState:
     """The results of a run's stages so far (None: not run)."""
 
     ingest: IngestOut | None = None
+    events: EventsOut | None = None
     embed: EmbedOut | None = None
     route: RouteOut | None = None
     train: TrainOut | None = None

@@ -117,7 +117,7 @@ def submitted(double: FakeOpenAIEndpoint, tmp_path_factory: pytest.TempPathFacto
 def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     run, logs = submitted
     assert "succeeded" in logs.lower()
-    for stage in ("ingest", "embed", "route", "train", "distill", "detect", "evaluate", "report"):
+    for stage in ("ingest", "events", "embed", "route", "train", "distill", "detect", "evaluate", "report"):
         assert f"[{stage}] done" in logs and (run / "stages" / f"{stage}.json").exists()  # progress in the job logs
     assert "distill round 1" in logs
     scores = pq.read_table(run / "scores" / "system=BGL").to_pandas()
@@ -130,7 +130,7 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert all(0.0 <= r["clean_ratio"] <= 1.0 for r in rounds)
     ev = json.loads((run / "eval" / "run.json").read_text())
     assert set(ev["methods"]) >= {"fusionlog", "generallog", "no-router", "llm-only", "general-only", "all-anomalous",
-                                  "rarity"}  # the registered baselines are scored in every run
+                                  "rarity", "severity"}  # the registered baselines are scored in every run
     assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's
     assert all(0.0 <= r["f1_labeled"] <= 1.0 for r in ev["rounds"]) and all(r["f1_labeled"] is None for r in rounds)
     llm = pq.read_table(run / "llm_labels" / "system=BGL").to_pandas()
@@ -162,7 +162,7 @@ def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], doub
     assert not (run / "stages" / "distill.json").exists() and (run / "stages" / "train.json").exists()
     again = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    for stage in ("ingest", "embed", "route", "train"):
+    for stage in ("ingest", "events", "embed", "route", "train"):
         assert f"[{stage}] up to date (skipped)" in again.stdout
     assert "[distill] running" in again.stdout
     a, b = _scores(reference), _scores(run)

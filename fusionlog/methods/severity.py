@@ -1,0 +1,46 @@
+"""Label-free baseline: a window is as anomalous as the most severe level its events are logged at.
+
+Each event's level is the most frequent normalised level of its lines (``events/``: fatal, error, warn, info,
+debug, unknown; the system's ``levels:`` map and :data:`fusionlog.events.DEFAULT_LEVELS`). A window scores the
+highest of its events: fatal 1.0, error 0.75, warn 0.4, info 0.1, debug 0.05, unknown 0.0; at the shared
+threshold (0.5) that is the operator's rule "error or worse". Systems without levels score 0 everywhere (the
+table says so: the baseline exists only where levels exist).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from fusionlog.contracts import SCORES
+from fusionlog.methods import Artifacts, Method, register
+
+SCORE = {"fatal": 1.0, "error": 0.75, "warn": 0.4, "info": 0.1, "debug": 0.05, "unknown": 0.0}
+
+
+def severity_scores(template_ids: list[list[int]], level: dict[int, str]) -> np.ndarray:
+    """The highest level score of each window's events."""
+    return np.array([max((SCORE[level.get(t, "unknown")] for t in set(ids)), default=0.0) for ids in template_ids],
+                    np.float32)
+
+
+@register("severity")
+class Severity(Method):
+    """The most severe level among the window's events."""
+
+    baseline = True
+
+    def hash_inputs(self, exp: object) -> object:
+        return {"score": SCORE}
+
+    def score(self, art: Artifacts) -> pa.Table:
+        from fusionlog.events import read_events, severity_by_template
+        from fusionlog.train.data import read_windows
+
+        level = severity_by_template(read_events(art.run, art.target))
+        t = read_windows(art.run, art.target, ["window_id", "template_ids"])
+        by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
+        s = severity_scores([by_id[i] for i in art.ids], level)
+        return pa.table({"window_id": art.ids, "score": s, "label": (s >= art.threshold).astype(np.int8),
+                         "route": [art.routes[i] for i in art.ids], "scorer": ["severity"] * len(art.ids),
+                         "round": pa.nulls(len(art.ids), pa.int16())}, schema=SCORES)

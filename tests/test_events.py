@@ -1,0 +1,65 @@
+"""``events/`` on real BGL_2k lines: per-template counts reconcile with the lines, levels are normalised, document
+frequency is over the windows; the severity baseline reads it (labels are read here only to check the baseline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fusionlog.events import build_events, normalize_level, read_events, write_events
+from fusionlog.methods import get
+from fusionlog.methods.severity import severity_scores
+
+
+@pytest.fixture(scope="module")
+def bgl(spark, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fusionlog.ingest.stage import ingest
+
+    run = tmp_path_factory.mktemp("events") / "run"
+    ingest("BGL", [str(data / "loghub_2k/BGL/BGL_2k.log.gz")], run, window="line", spark=spark)
+    write_events(run, "BGL", {})
+    return run
+
+
+def test_levels_are_normalised_with_a_systems_map() -> None:
+    assert [normalize_level(x) for x in ("FATAL", "SEVERE", "Warning", "INFO", "dbg", None)] == \
+        ["fatal", "error", "warn", "info", "unknown", "unknown"]
+    assert normalize_level("dbg", {"DBG": "debug"}) == "debug" and normalize_level("FAILURE") == "fatal"
+
+
+def test_events_reconcile_with_lines_and_windows(bgl: Path) -> None:
+    ev = read_events(bgl, "BGL").to_pandas()
+    lines = pq.read_table(bgl / "lines" / "system=BGL", columns=["template_id", "level"]).to_pandas()
+    assert ev["count"].sum() == len(lines) == 2000 and ev["template_id"].is_unique
+    assert (ev["windows"] <= ev["count"]).all() and ev["df"].between(0, 1).all() and (ev["df"] > 0).all()
+    mixes = [json.loads(m) for m in ev["level_mix"]]
+    assert sum(sum(m.values()) for m in mixes) == 2000
+    assert {lv for m in mixes for lv in m} <= {"fatal", "error", "warn", "info", "debug", "unknown"}
+    raw = lines.groupby("template_id")["level"].agg(lambda s: s.value_counts().index[0])
+    assert all(normalize_level(raw[t]) == lv for t, lv in zip(ev["template_id"], ev["level"], strict=True))
+
+
+def test_severity_baseline_ranks_bgl_alerts_without_labels(bgl: Path) -> None:
+    from fusionlog.evaluate.metrics import binary_metrics
+    from fusionlog.train.data import read_windows
+
+    assert get("severity").baseline
+    level = dict(zip(*(read_events(bgl, "BGL")[c].to_pylist() for c in ("template_id", "level")), strict=True))
+    w = read_windows(bgl, "BGL", ["template_ids", "label"])
+    s = severity_scores(w["template_ids"].to_pylist(), level)
+    y = np.array(w["label"].to_pylist())
+    m, flag_all = binary_metrics(y, s, 0.5), binary_metrics(y, np.ones(len(y)), 0.5)
+    assert m["recall"] > 0.9 and m["f1"] > flag_all["f1"] + 0.2, (m, flag_all)  # every BGL alert is FATAL
+
+
+def test_sequence_sets_have_unknown_levels(data: Path, tmp_path: Path) -> None:
+    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
+
+    ingest_sequences("HDFS", data / "HDFS/HDFS_templates.csv", [parse_spec(f"{data}/HDFS/hdfs_train.gz:normal")],
+                     tmp_path)
+    ev = build_events(tmp_path, "HDFS").to_pandas()
+    assert set(ev["level"]) == {"unknown"} and ev["first_file"].isna().all() and ev["count"].sum() > 0
