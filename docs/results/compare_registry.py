@@ -27,6 +27,9 @@ di["model_dir"], di["distilled_model_dir"] = fix(di["model_dir"]), fix(di.get("d
 for r in di["rounds"]:
     r["model_dir"] = fix(r.get("model_dir"))
 state = RunState(train=TrainOut(fix(tr["general"]), fix(tr.get("no-router"))), distill=DistillOut(**di))
+from fusionlog.events import write_events  # noqa: E402 (runs made before the events stage have no events/)
+
+write_events(run, exp.target, {})
 ctx = Ctx(run, exp, load_llm(overrides=exp.llm), print, state)
 state.detect = detect_stage(ctx)
 state.evaluate = evaluate_stage(ctx)

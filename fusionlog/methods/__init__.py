@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import pyarrow as pa
 
 if TYPE_CHECKING:
@@ -58,6 +59,25 @@ class Artifacts:
     @property
     def target(self) -> str:
         return self.exp.target
+
+    def table(self, scores: np.ndarray, scorer: str, labels: np.ndarray | None = None) -> pa.Table:
+        """A ``scores`` table of every window in :attr:`ids` order: ``scores`` cut at the threshold (or
+        ``labels``), the window's route, one ``scorer`` name, no distillation round."""
+        from fusionlog.contracts import SCORES
+
+        s = np.asarray(scores, np.float32)
+        lab = (s >= self.threshold) if labels is None else labels
+        return pa.table({"window_id": self.ids, "score": s, "label": np.asarray(lab, np.int8),
+                         "route": [self.routes[i] for i in self.ids], "scorer": [scorer] * len(self.ids),
+                         "round": pa.nulls(len(self.ids), pa.int16())}, schema=SCORES)
+
+    def template_ids(self) -> list[list[int]]:
+        """Each window's template ids, in :attr:`ids` order."""
+        from fusionlog.train.data import read_windows
+
+        t = read_windows(self.run, self.target, ["window_id", "template_ids"])
+        by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
+        return [by_id[i] for i in self.ids]
 
 
 class Method:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from fusionlog.contracts import SCORES
 from fusionlog.methods import Artifacts, Method, register
 
 
@@ -16,7 +15,4 @@ class AllAnomalous(Method):
     baseline = True
 
     def score(self, art: Artifacts) -> pa.Table:
-        n = len(art.ids)
-        return pa.table({"window_id": art.ids, "score": np.ones(n, np.float32), "label": np.ones(n, np.int8),
-                         "route": [art.routes[i] for i in art.ids], "scorer": ["constant"] * n,
-                         "round": pa.nulls(n, pa.int16())}, schema=SCORES)
+        return art.table(np.ones(len(art.ids)), "constant", labels=np.ones(len(art.ids)))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from fusionlog.contracts import SCORES
 from fusionlog.methods import Artifacts, Method, register
 
 VARIANCE = 0.95  # of the centred, idf-weighted count vectors kept as the normal space
@@ -73,11 +72,4 @@ class PCAMethod(Method):
         return {"variance": VARIANCE, "c_alpha": C_ALPHA}
 
     def score(self, art: Artifacts) -> pa.Table:
-        from fusionlog.train.data import read_windows
-
-        t = read_windows(art.run, art.target, ["window_id", "template_ids"])
-        by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
-        s, _ = pca_scores([by_id[i] for i in art.ids])
-        return pa.table({"window_id": art.ids, "score": s, "label": (s >= art.threshold).astype(np.int8),
-                         "route": [art.routes[i] for i in art.ids], "scorer": ["pca"] * len(art.ids),
-                         "round": pa.nulls(len(art.ids), pa.int16())}, schema=SCORES)
+        return art.table(pca_scores(art.template_ids())[0], "pca")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from fusionlog.contracts import SCORES
 from fusionlog.methods import Artifacts, Method, register
 
 RARE = 0.01  # c: an event in fewer than 1 % of the windows makes its window anomalous
@@ -38,11 +37,4 @@ class Rarity(Method):
         return {"rare": RARE}
 
     def score(self, art: Artifacts) -> pa.Table:
-        from fusionlog.train.data import read_windows
-
-        t = read_windows(art.run, art.target, ["window_id", "template_ids"])
-        by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
-        s = rarity_scores([by_id[i] for i in art.ids])
-        return pa.table({"window_id": art.ids, "score": s, "label": (s >= art.threshold).astype(np.int8),
-                         "route": [art.routes[i] for i in art.ids], "scorer": ["rarity"] * len(art.ids),
-                         "round": pa.nulls(len(art.ids), pa.int16())}, schema=SCORES)
+        return art.table(rarity_scores(art.template_ids()), "rarity")

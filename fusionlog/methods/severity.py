@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from fusionlog.contracts import SCORES
 from fusionlog.methods import Artifacts, Method, register
 
 SCORE = {"fatal": 1.0, "error": 0.75, "warn": 0.4, "info": 0.1, "debug": 0.05, "unknown": 0.0}
@@ -35,12 +34,6 @@ class Severity(Method):
 
     def score(self, art: Artifacts) -> pa.Table:
         from fusionlog.events import read_events, severity_by_template
-        from fusionlog.train.data import read_windows
 
-        level = severity_by_template(read_events(art.run, art.target))
-        t = read_windows(art.run, art.target, ["window_id", "template_ids"])
-        by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
-        s = severity_scores([by_id[i] for i in art.ids], level)
-        return pa.table({"window_id": art.ids, "score": s, "label": (s >= art.threshold).astype(np.int8),
-                         "route": [art.routes[i] for i in art.ids], "scorer": ["severity"] * len(art.ids),
-                         "round": pa.nulls(len(art.ids), pa.int16())}, schema=SCORES)
+        return art.table(severity_scores(art.template_ids(), severity_by_template(read_events(art.run, art.target))),
+                         "severity")
