@@ -63,11 +63,6 @@ class Ctx:
     reporter: Reporter = field(default_factory=Reporter)  # progress bars of long stages
 
     @property
-    def modes(self) -> list[str]:
-        """The chosen methods' names (mode, then compared), without the always-scored baselines."""
-        return list(dict.fromkeys([self.exp.run.mode, *self.exp.run.compare]))
-
-    @property
     def methods(self) -> list[Method]:
         """The chosen methods, then every registered baseline."""
         return chosen(self.exp.run.mode, self.exp.run.compare)

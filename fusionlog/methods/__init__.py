@@ -18,7 +18,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -54,7 +54,6 @@ class Artifacts:
     rounds: int  # distillation rounds run (0: none)
     small: Callable[[str], dict[str, float]]  # model directory -> P(anomalous) by window id
     llm: Callable[[str], dict[str, float | None]]  # purpose -> P(anomalous) by window id (None: abstained)
-    extra: dict = field(default_factory=dict)
 
     @property
     def target(self) -> str:
