@@ -339,16 +339,20 @@ def run_cmd(
     mode: Annotated[str | None, typer.Option("--mode", "--method", help=f"detection method: {_methods_help()} "
                                              "(default: the config's)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the config's)")] = None,
+    compare: Annotated[str | None, typer.Option(help="comma-separated methods scored beside the mode (default: the "
+                                                "config's; the baselines are always scored)")] = None,
     conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
-    """ingest -> embed -> route -> train -> distill -> detect -> evaluate -> report; finished stages are skipped."""
+    """ingest -> events -> embed -> route -> train -> judge -> distill -> detect -> evaluate -> report; finished
+    stages are skipped."""
     _conf(conf)
     from fusionlog.config import load_experiment
     from fusionlog.pipeline import run_experiment
 
     exp = load_experiment(experiment)
-    upd = {k: v for k, v in {"mode": mode, "seed": seed}.items() if v is not None}
+    upd = {k: v for k, v in {"mode": mode, "seed": seed,
+                             "compare": compare.split(",") if compare is not None else None}.items() if v is not None}
     if upd:
         exp = exp.model_copy(update={"run": type(exp.run).model_validate({**exp.run.model_dump(), **upd})})
     run = run or Path("runs") / exp.name

@@ -426,7 +426,8 @@ class RunSpec(_Model):
     compares (the registered baselines are always scored beside them). Names: ``fusionlog.methods.names()``."""
 
     mode: str = "fusionlog"
-    compare: list[str] = Field(default_factory=lambda: ["fusionlog", "generallog", "no-router"])
+    # the paper's methods, kept as ablations of the fused default, and the LLM's event judgment (a branch)
+    compare: list[str] = Field(default_factory=lambda: ["fusionlog-paper", "generallog", "no-router", "llm-events"])
     seed: int = 0
     # P(anomalous) >= threshold -> anomalous: every method's cut, the distillation's agreement, the metrics
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -518,6 +519,9 @@ class ServeConfig(_Model):
     max_model_len: int = Field(2048, ge=256)
     max_num_seqs: int = Field(8, ge=1)
     enforce_eager: bool = True  # CPU: loads in ~40 s instead of ~130 s for ~15 % slower decode
+    # the weights' dtype in the engine; auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16 / AMX),
+    # else float32 (on an AVX2-only CPU, bf16 matmuls fall back to a path ~50x slower: docs/llm.md)
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
     num_replicas: int = Field(1, ge=1)
     autoscaling: dict[str, int] | None = None  # e.g. {min_replicas: 1, max_replicas: 4}
     cpus_per_replica: float = Field(1, gt=0)
@@ -540,8 +544,9 @@ class LLMConfig(_Model):
     structured: bool = True  # send the JSON schema as response_format (all vLLM / llama.cpp / Ollama do)
     cache_dir: str = "~/.cache/fusionlog/models"  # where `fusionlog models prepare` puts converted models
     prompt: str = "label_v2"  # fusionlog/llm/prompts/<prompt>.txt (docs/llm.md: v1 vs v2)
+    event_prompt: str = "event_v1"  # the yes/no question about one event (fusionlog/llm/judge.py)
     max_tokens: int = Field(128, ge=16)
-    timeout_s: float = Field(120, gt=0)
+    timeout_s: float = Field(600, gt=0)  # per request: 8 concurrent ~1k-token prompts take minutes on 2 CPU cores
     retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0)
     concurrency: int = Field(8, ge=1)  # requests in flight (vLLM batches them)

@@ -1,4 +1,7 @@
-"""``fusionlog run``: ingest -> embed -> route -> train -> distill -> detect -> evaluate -> report.
+"""``fusionlog run``: ingest -> events -> embed -> route -> train -> judge -> distill -> detect -> evaluate -> report.
+
+The LLM's two stages (judge: one question per event; distill: window labels and rounds) are adjacent and share one
+LLM service session (:meth:`Ctx.client`: started by the first that needs it, stopped after distill).
 
 Each stage is a function of (run, experiment) that writes its outputs atomically, then a marker
 ``<run>/stages/<stage>.json`` with the hash of its inputs and config (chained through the previous stage's
@@ -9,6 +12,7 @@ killed in the middle of a stage has no marker for it, so the next run re-does th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -23,6 +27,7 @@ import pyarrow.parquet as pq
 from fusionlog.config import ExperimentConfig, LLMConfig, load_embed, load_ingest, load_llm
 from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp, config_hash
+from fusionlog.llm.client import ChatClient
 from fusionlog.methods import Artifacts, Method, chosen
 from fusionlog.rundir import (
     VERDICTS,
@@ -30,6 +35,7 @@ from fusionlog.rundir import (
     distill_rounds_file,
     experiment_file,
     llm_cache_file,
+    method_notes_file,
     read_verdicts,
     stage_marker,
     table_dir,
@@ -43,6 +49,7 @@ from fusionlog.stages import (
     EvaluateOut,
     EventsOut,
     IngestOut,
+    JudgeOut,
     ReportOut,
     RunState,
     TrainOut,
@@ -50,7 +57,7 @@ from fusionlog.stages import (
     to_json,
 )
 
-STAGES = ("ingest", "events", "embed", "route", "train", "distill", "detect", "evaluate", "report")
+STAGES = ("ingest", "events", "embed", "route", "train", "judge", "distill", "detect", "evaluate", "report")
 
 
 @dataclass
@@ -61,6 +68,24 @@ class Ctx:
     say: Callable[[str], None]
     state: RunState = field(default_factory=RunState)  # the stages' typed results so far
     reporter: Reporter = field(default_factory=Reporter)  # progress bars of long stages
+
+    _llm: contextlib.ExitStack | None = None
+    _client: ChatClient | None = None
+
+    def client(self) -> ChatClient:
+        """The LLM client; the first call starts the service (the serve backend), :meth:`close_llm` stops it."""
+        if self._client is None:
+            from fusionlog.llm.endpoint import llm_client
+
+            stack = contextlib.ExitStack()
+            self._client = stack.enter_context(llm_client(self.llm))
+            self._llm = stack
+        return self._client
+
+    def close_llm(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+        self._llm, self._client = None, None
 
     @property
     def methods(self) -> list[Method]:
@@ -75,6 +100,9 @@ class Ctx:
 
     def need_distill(self) -> bool:
         return any(x.needs.distill for x in self.methods)
+
+    def need_judge(self) -> bool:
+        return any(x.needs.judge for x in self.methods)
 
     @property
     def seed(self) -> int:
@@ -103,6 +131,12 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         return [exp.datasets, files, load_ingest()]
     if stage == "events":
         return [_levels(exp), "events-v1"]
+    if stage == "judge":
+        if not ctx.need_judge():
+            return None
+        llm = ctx.llm.model_dump(include={"backend", "base_url", "model", "event_prompt"})
+        return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
+                "judge-v2"]
     if stage == "embed":
         return load_embed()
     if stage == "route":
@@ -162,22 +196,27 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
     if from_stage:
         markers.forget(list(STAGES[STAGES.index(from_stage):]))
     prev = ""
-    for stage in STAGES:
-        key = config_hash(stage, _stage_inputs(ctx, stage), prev)
-        done = markers.done(stage, key)
-        if done is not None:
-            setattr(ctx.state, stage, done)
-            ctx.say(f"[{stage}] up to date (skipped)")
-        else:
-            ctx.say(f"[{stage}] running")
-            t0 = time.perf_counter()
-            out = STAGE_FUNCS[stage](ctx)
-            markers.mark(stage, key, out, time.perf_counter() - t0)
-            setattr(ctx.state, stage, out)
-            ctx.say(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
-        prev = key
-        if stage == until:
-            break
+    try:
+        for stage in STAGES:
+            key = config_hash(stage, _stage_inputs(ctx, stage), prev)
+            done = markers.done(stage, key)
+            if done is not None:
+                setattr(ctx.state, stage, done)
+                ctx.say(f"[{stage}] up to date (skipped)")
+            else:
+                ctx.say(f"[{stage}] running")
+                t0 = time.perf_counter()
+                out = STAGE_FUNCS[stage](ctx)
+                markers.mark(stage, key, out, time.perf_counter() - t0)
+                setattr(ctx.state, stage, out)
+                ctx.say(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
+            prev = key
+            if stage == "distill":
+                ctx.close_llm()  # no later stage asks the LLM: its CPUs and memory go back
+            if stage == until:
+                break
+    finally:
+        ctx.close_llm()
     return ctx.state
 
 
@@ -203,6 +242,32 @@ def _events(ctx: Ctx) -> EventsOut:
     from fusionlog.events import write_events
 
     return EventsOut({name: write_events(ctx.run, name, levels) for name, levels in _levels(ctx.exp).items()})
+
+
+def _judge(ctx: Ctx) -> JudgeOut:
+    """The LLM's judgment of every target event (``event_scores/``), when a chosen method needs it."""
+    from fusionlog.llm.cache import ProbabilityCache
+    from fusionlog.llm.endpoint import model_name
+    from fusionlog.llm.judge import events_of, judge, write_event_scores
+
+    if not ctx.need_judge():
+        return JudgeOut()
+    target = ctx.exp.target
+    events = events_of(ctx.run, target)
+    cache = ProbabilityCache(llm_cache_file(ctx.run))
+    try:  # the service starts only if the cache lacks an answer, and stays up for the distill stage
+        with ctx.reporter.bar("judge: LLM event questions") as tick:
+            table, st = judge(ctx.client, target, events, ctx.llm.event_prompt, cache, ctx.llm.concurrency, tick,
+                              model=model_name(ctx.llm))
+    finally:
+        cache.close()
+    write_event_scores(ctx.run, target, table)
+    ctx.say(f"judge: {st.line()}")
+    warnings = [w for w in [st.warning()] if w]
+    for w in warnings:
+        ctx.say(f"WARNING: {w}")
+    return JudgeOut(target, st.events, st.asked, st.cache_hits, st.abstained, st.no_logprobs, st.p_cf,
+                    st.calibration, st.seconds, warnings)
 
 
 def _embed(ctx: Ctx) -> EmbedOut:
@@ -237,12 +302,15 @@ def _windows(ctx: Ctx, only_proprietary: bool) -> list:
     return windows_of(ctx.run, ctx.exp.target, only_proprietary)
 
 
+CLIENT_COUNTS = {"requests": "calls", "retries": "retries", "invalid": "invalid", "abstained": "abstained",
+                 "refused": "refused", "errors": "errors", "unfit": "unfit"}  # DistillOut.client key -> CallStats
+
+
 def _distill(ctx: Ctx) -> DistillOut:
     """The LLM's work in one service session: llm-only labels (every window), then the rounds (fusionlog),
     whose first round is also generallog's labels of the proprietary windows (the same prompts: cache hits)."""
     from fusionlog.distill.rounds import distill, labeler
     from fusionlog.llm.cache import VerdictCache
-    from fusionlog.llm.endpoint import llm_client
     from fusionlog.llm.knowledge import source_kb
 
     exp, run = ctx.exp, ctx.run
@@ -260,7 +328,8 @@ def _distill(ctx: Ctx) -> DistillOut:
             warnings.append(msg)
             ctx.say(f"WARNING: {msg}")
 
-    with llm_client(ctx.llm) as client:
+    with contextlib.nullcontext(ctx.client()) as client:  # the judge stage's session, if it ran
+        before = {k: getattr(client.stats, k) for k in CLIENT_COUNTS.values()}
         ctx.say(f"LLM: {client.describe()}")
         if "llm-only" in purposes:
             ws = _windows(ctx, False)
@@ -288,9 +357,7 @@ def _distill(ctx: Ctx) -> DistillOut:
             out.model_dir = res.model_dir if rounds_run else out.model_dir
             out.distilled_model_dir, out.rounds, out.kept = res.model_dir, res.rounds, len(res.kept)
             out.proprietary, out.seconds = len(prop), res.seconds
-        out.client = {"requests": client.stats.calls, "retries": client.stats.retries,
-                      "invalid": client.stats.invalid, "abstained": client.stats.abstained,
-                      "refused": client.stats.refused, "errors": client.stats.errors, "unfit": client.stats.unfit}
+        out.client = {k: getattr(client.stats, a) - before[a] for k, a in CLIENT_COUNTS.items()}  # distill's own
     out.llm_warnings = warnings
     write_verdicts(run, exp.target, {k: [x for t in tables for x in t[k]] for k in VERDICTS.names})
     atomic_write_text(distill_rounds_file(run, exp.target), json.dumps(out.rounds, indent=2))
@@ -335,6 +402,11 @@ def detect_stage(ctx: Ctx) -> DetectOut:
     tables = {m.name: m.score(art) for m in ctx.methods}
     for mode, t in tables.items():
         write_scores(run, mode, exp.target, t)
+        notes = method_notes_file(run, mode)
+        if mode in art.notes:
+            atomic_write_text(notes, json.dumps(art.notes[mode], indent=2, default=float))
+        else:
+            notes.unlink(missing_ok=True)
     with atomic_dir(table_dir(run, "scores", exp.target)) as tmp:
         tmp.mkdir()
         pq.write_table(tables[exp.run.mode], tmp / "part-0.parquet")
@@ -357,7 +429,8 @@ def report_stage(ctx: Ctx) -> ReportOut:
 
 
 STAGE_FUNCS: dict[str, Callable[[Ctx], object]] = {
-    "ingest": _ingest, "events": _events, "embed": _embed, "route": _route, "train": _train, "distill": _distill,
+    "ingest": _ingest, "events": _events, "judge": _judge, "embed": _embed, "route": _route, "train": _train,
+    "distill": _distill,
     "detect": detect_stage, "evaluate": evaluate_stage, "report": report_stage,
 }
 

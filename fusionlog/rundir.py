@@ -8,7 +8,11 @@ path (under ``<run>/``)                    function
 ``<table>/``, ``<table>/system=<s>/``      :func:`table_dir` (``lines``, ``templates``, ``windows``,
                                            ``quarantine``, ``routes``, ``scores``, ``llm_labels``)
 ``llm_labels/system=<target>/``            :func:`llm_labels_dir` (read and written here only)
+``event_scores/system=<target>/``          the LLM's event judgment (written by the judge stage through
+                                           :func:`fusionlog.llm.judge.write_event_scores`, read by its
+                                           :func:`~fusionlog.llm.judge.read_event_scores`)
 ``modes/<method>/scores/system=<t>/``      :func:`method_scores_dir`
+``modes/<method>/notes.json``              :func:`method_notes_file`
 ``state/templates_<system>.json``          :func:`state_file` (the template miner's state)
 ``stats/ingest_<system>.json``             :func:`ingest_stats_file`
 ``stats/route_<target>.json``              :func:`route_stats_file` (holds τ)
@@ -51,7 +55,8 @@ VERDICTS = pa.schema([("window_id", pa.string()), ("label", pa.string()), ("conf
                       ("reason", pa.string()), ("purpose", pa.string()), ("signature", pa.string())])
 
 
-PARTITIONED = ("lines", "templates", "windows", "quarantine", "routes", "scores", "llm_labels", "events")
+PARTITIONED = ("lines", "templates", "windows", "quarantine", "routes", "scores", "llm_labels", "events",
+               "event_scores")
 NO_TARGET = "_sources"  # the models/ folder of a model trained without a target
 
 
@@ -71,6 +76,11 @@ def llm_labels_dir(run: Path, target: str) -> Path:
 def method_scores_dir(run: Path, method: str, target: str) -> Path:
     """``modes/<method>/scores/system=<target>/``: one detection method's scores of the target's windows."""
     return Path(run) / "modes" / method / "scores" / f"system={target}"
+
+
+def method_notes_file(run: Path, method: str) -> Path:
+    """``modes/<method>/notes.json``: what a method keeps beside its scores (e.g. the fusion's view estimates)."""
+    return Path(run) / "modes" / method / "notes.json"
 
 
 def state_file(run: Path, system: str) -> Path:

@@ -24,6 +24,22 @@ class EventsOut:
 
 
 @dataclass
+class JudgeOut:
+    """The LLM's event judgment of the target (fusionlog.llm.judge.JudgeStats; empty when no method needs it)."""
+
+    system: str = ""
+    events: int = 0
+    asked: int = 0
+    cache_hits: int = 0
+    abstained: int = 0
+    no_logprobs: int = 0
+    p_cf: float = 0.5
+    calibration: str = ""
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class EmbedOut:
     encoded: int
 
@@ -72,9 +88,9 @@ class ReportOut:
     report: str
 
 
-OUTS: dict[str, type] = {"ingest": IngestOut, "events": EventsOut, "embed": EmbedOut, "route": RouteOut,
-                         "train": TrainOut, "distill": DistillOut, "detect": DetectOut, "evaluate": EvaluateOut,
-                         "report": ReportOut}
+OUTS: dict[str, type] = {"ingest": IngestOut, "events": EventsOut, "judge": JudgeOut, "embed": EmbedOut,
+                         "route": RouteOut, "train": TrainOut, "distill": DistillOut, "detect": DetectOut,
+                         "evaluate": EvaluateOut, "report": ReportOut}
 
 
 @dataclass
@@ -83,6 +99,7 @@ class RunState:
 
     ingest: IngestOut | None = None
     events: EventsOut | None = None
+    judge: JudgeOut | None = None
     embed: EmbedOut | None = None
     route: RouteOut | None = None
     train: TrainOut | None = None

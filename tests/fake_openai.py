@@ -16,8 +16,9 @@ def vllm_error(status: int, message: str) -> tuple[int, str]:
 
 class FakeOpenAIEndpoint:
     def __init__(self, answer: Callable[[dict], str | int | tuple[int, str]], models: dict | None = None) -> None:
-        """``answer(body)`` returns the message content, an int to reply with that HTTP status, or (status, JSON
-        error body). ``models``: what ``GET /models`` answers (None: HTTP 404, like a server without the route)."""
+        """``answer(body)`` returns the message content, a dict (the whole choice, e.g. with ``logprobs``), an int
+        to reply with that HTTP status, or (status, JSON error body). ``models``: what ``GET /models`` answers
+        (None: HTTP 404, like a server without the route)."""
         self.requests: list[dict] = []
         self.gets: list[str] = []
         fake = self
@@ -50,6 +51,9 @@ class FakeOpenAIEndpoint:
                     return
                 if isinstance(out, tuple):
                     self._send(out[0], out[1].encode())
+                    return
+                if isinstance(out, dict):  # a whole choice (e.g. with logprobs)
+                    self._send(200, json.dumps({"choices": [out]}).encode())
                     return
                 self._send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": out}}]}).encode())
 

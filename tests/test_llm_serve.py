@@ -100,6 +100,36 @@ def test_gpu_config_is_built_from_config() -> None:
         llm_config(ServeConfig(model_path="/models/qwen", tensor_parallel_size=2))
 
 
+def test_engine_dtype_is_float32_on_cpus_without_bf16() -> None:
+    """bf16 weights on an AVX2-only CPU fall back to a path that starved the engine (docs/llm.md): auto picks
+    float32 there, bfloat16 where the CPU has native bf16 and on GPUs; an explicit dtype is kept."""
+    from fusionlog.llm.serve import engine_dtype
+
+    assert engine_dtype("auto", "cpu", "flags : fpu sse2 avx avx2 fma") == "float32"
+    assert engine_dtype("auto", "cpu", "flags : avx2 avx512f avx512_bf16 amx_tile") == "bfloat16"
+    assert engine_dtype("auto", "gpu", "flags : avx2") == "bfloat16"
+    assert engine_dtype("bfloat16", "cpu", "flags : avx2") == "bfloat16"
+
+
+def test_event_judgment_reads_real_logprobs(served: tuple[LLMConfig, ChatClient]) -> None:
+    """One-token yes/no questions about real HDFS events: the served model returns log-probabilities (no fallback
+    to its word), P(yes) is a probability, and the events that report an exception rank above routine ones."""
+    from fusionlog.llm.judge import Event, judge
+
+    _, client = served
+    faults = ["Exception in receiveBlock for block <*> <*>", "writeBlock <*> received exception <*>",
+              "PacketResponder <*> for block <*> Interrupted."]
+    routine = ["Receiving block <*> src: <*> dest: <*>", "PacketResponder <*> for block <*> terminating",
+               "Verification succeeded for <*>", "Received block <*> of size <*> from <*>"]
+    events = [Event(i, t) for i, t in enumerate([*faults, *routine])]
+    table, st = judge(client, "HDFS", events, concurrency=4)
+    p = dict(zip(table["template_id"].to_pylist(), table["p_yes"].to_pylist(), strict=True))
+    assert st.no_logprobs == 0 and st.abstained == 0 and set(table["kind"].to_pylist()) == {"verdict"}
+    assert all(0.0 < v < 1.0 for v in p.values()) and len(set(p.values())) > 3  # probabilities, not words
+    assert min(p[i] for i in range(len(faults))) > max(p[i] for i in range(len(faults), len(events)))
+    assert st.calibration == "mixture" and 0.0 < st.p_cf < 1.0
+
+
 @pytest.fixture(scope="module")
 def transfer_run(hdfs_run: Path, data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """HDFS blocks (labeled source) -> OpenStack instances (target, labels unread), embedded and routed."""

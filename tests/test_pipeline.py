@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import re
 import secrets
@@ -34,10 +35,16 @@ BIN = Path(sys.executable).parent
 KEYWORDS = re.compile(r"error|fail|fatal|exception|interrupt|panic|severe", re.I)
 
 
-def keyword_double(body: dict) -> str:
-    """The test double's rule: anomalous iff the window's own events (after the examples) name a failure."""
+def keyword_double(body: dict) -> str | dict:
+    """The test double's rule: anomalous iff the window's own events (after the examples) name a failure; an event
+    question (one token, logprobs) gets P(yes) 0.9 or 0.1 by the same rule."""
     user = body["messages"][-1]["content"]
-    window = user.rsplit("<<<LOGS", 1)[-1]
+    window = user.rsplit("<<<LOGS", 1)[-1].split("LOGS>>>")[0]  # the data, not the question after it
+    if body.get("logprobs"):
+        p = 0.9 if KEYWORDS.search(window) else 0.1
+        tops = [{"token": "yes", "logprob": math.log(p)}, {"token": "no", "logprob": math.log(1 - p)}]
+        return {"message": {"role": "assistant", "content": "yes" if p > 0.5 else "no"}, "finish_reason": "length",
+                "logprobs": {"content": [{"token": "yes", "logprob": tops[0]["logprob"], "top_logprobs": tops}]}}
     label = "anomalous" if KEYWORDS.search(window) else "normal"
     return json.dumps({"label": label, "confidence": 0.9, "reason": "test double keyword rule"})
 
@@ -68,7 +75,7 @@ def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz
         "train": {"steps": 40, "eval_every": 20},
         # test budgets: a 40-step model is barely calibrated; no class guard, so that both rounds fine-tune
         "distill": {"rounds": 2, "finetune_steps": 20, "epsilon": 0.7, "floor": 0.6, "max_class_ratio": None},
-        "run": {"compare": ["fusionlog", "generallog", "no-router", "llm-only"], "top_windows": 5},
+        "run": {"compare": ["fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events"], "top_windows": 5},
         "llm": {"backend": "openai", "base_url": url, "model": "test-double", "retries": 1, "backoff_s": 0.01},
     }
     path = tmp / "e2e.yaml"
@@ -117,20 +124,34 @@ def submitted(double: FakeOpenAIEndpoint, tmp_path_factory: pytest.TempPathFacto
 def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     run, logs = submitted
     assert "succeeded" in logs.lower()
-    for stage in ("ingest", "events", "embed", "route", "train", "distill", "detect", "evaluate", "report"):
+    for stage in ("ingest", "events", "judge", "embed", "route", "train", "distill", "detect", "evaluate", "report"):
         assert f"[{stage}] done" in logs and (run / "stages" / f"{stage}.json").exists()  # progress in the job logs
     assert "distill round 1" in logs
     scores = pq.read_table(run / "scores" / "system=BGL").to_pandas()
     windows = pq.read_table(run / "windows" / "system=BGL").num_rows
     assert len(scores) == windows == 2000 and scores["score"].between(0, 1).all()
-    assert set(scores["route"]) <= {"general", "proprietary"} and set(scores["scorer"]) == {"small_model"}
+    assert set(scores["route"]) <= {"general", "proprietary"} and set(scores["scorer"]) == {"fusion"}
+    judged = pq.read_table(run / "event_scores" / "system=BGL").to_pandas()  # one question per event, calibrated
+    events = pq.read_table(run / "events" / "system=BGL").num_rows
+    assert len(judged) == events and judged["score"].notna().all() and (judged["kind"] == "verdict").all()
+    notes = json.loads((run / "modes" / "fusionlog" / "notes.json").read_text())  # the fusion's label-free estimates
+    assert notes["candidates"] == ["llm-events", "severity", "rarity"]  # no pca: one-line windows
+    assert notes["checked"]["general-only"]["polarity"] in ("agrees", "inverted", "no agreement")
+    est = notes["estimates"]
+    assert 0 < est["prior"] < 0.5 and est["views"]["llm-events"]["polarity"] == "agrees"
+    assert "llm-events" in notes["voting"] and (scores["label"] == 1).sum() == notes["flagged"]
+    flags = sum(pq.read_table(run / "modes" / v / "scores" / "system=BGL").to_pandas().set_index("window_id")["label"]
+                for v in notes["voting"])
+    assert ((flags * 2 > len(notes["voting"])) == scores.set_index("window_id")["label"].astype(bool)).all()
     rounds = json.loads((run / "distill" / "BGL" / "rounds.json").read_text())
     assert 1 <= len(rounds) <= 2 and rounds[0]["labeled"] > 0 and rounds[0]["kept"] > 0  # guard off, ε 0.7
     assert rounds[-1]["kept_total"] == sum(r["kept"] for r in rounds)
     assert all(0.0 <= r["clean_ratio"] <= 1.0 for r in rounds)
     ev = json.loads((run / "eval" / "run.json").read_text())
-    assert set(ev["methods"]) >= {"fusionlog", "generallog", "no-router", "llm-only", "general-only", "all-anomalous",
-                                  "rarity", "severity"}  # the registered baselines are scored in every run
+    assert set(ev["methods"]) >= {"fusionlog", "fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
+                                  "general-only", "all-anomalous", "rarity", "severity", "pca"}  # baselines: every run
+    assert all(m["cut"] for m in ev["methods"].values()) and "voting" in ev["methods"]["fusionlog"]["notes"]
+    assert all(0 <= m["all"]["f1"] <= m["all"]["best_f1"] + 1e-9 for m in ev["methods"].values())  # oracle ceiling
     assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's
     assert all(0.0 <= r["f1_labeled"] <= 1.0 for r in ev["rounds"]) and all(r["f1_labeled"] is None for r in rounds)
     llm = pq.read_table(run / "llm_labels" / "system=BGL").to_pandas()
@@ -162,7 +183,7 @@ def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], doub
     assert not (run / "stages" / "distill.json").exists() and (run / "stages" / "train.json").exists()
     again = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    for stage in ("ingest", "events", "embed", "route", "train"):
+    for stage in ("ingest", "events", "judge", "embed", "route", "train"):
         assert f"[{stage}] up to date (skipped)" in again.stdout
     assert "[distill] running" in again.stdout
     a, b = _scores(reference), _scores(run)
@@ -205,3 +226,5 @@ def test_detect_scores_new_archives_without_retraining(submitted: tuple[Path, st
     tau = json.loads((run / "stats" / "route_BGL.json").read_text())["tau"]
     assert json.loads((out / "stats" / "route_BGL.json").read_text())["tau"] == pytest.approx(tau)
     assert (out / "report" / "report.html").exists()
+    judged = pq.read_table(out / "event_scores" / "system=BGL").to_pandas()  # the new archives' events, judged
+    assert len(judged) == pq.read_table(out / "events" / "system=BGL").num_rows and "judge:" in res.stdout

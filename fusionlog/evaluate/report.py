@@ -30,7 +30,8 @@ from fusionlog.io import atomic_write_text
 
 METRIC_KEYS = ("precision", "recall", "f1", "pr_auc", "balanced_accuracy")
 _METRIC_NAMES = {"precision": "precision", "recall": "recall", "f1": "F1", "pr_auc": "PR-AUC",
-                 "balanced_accuracy": "balanced accuracy"}
+                 "balanced_accuracy": "balanced accuracy", "best_f1": "best F1 (oracle)"}
+ORACLE_KEYS = ("best_f1",)  # read the labels to choose the cut: shown apart, marked as an oracle
 NOT_EVALUATED = "no labels: not evaluated"
 ROUTE_COLORS = {"general": "#3b78c4", "proprietary": "#e07b24"}
 _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
@@ -68,6 +69,7 @@ class ReportData:
     counts: dict[str, int | float] = field(default_factory=dict)
     main_method: str = "fusionlog"
     warnings: list[str] = field(default_factory=list)  # shown as a banner in the header (e.g. LLM abstentions)
+    cuts: dict[str, str] = field(default_factory=dict)  # method -> its label-free cut, in words
 
     def __post_init__(self) -> None:
         self.x_sim = np.asarray(self.x_sim, np.float64).ravel()
@@ -390,20 +392,30 @@ def _metrics_table(data: ReportData) -> str:
     for k in METRIC_KEYS:
         vals = [float(v[k]) for v in data.metrics.values() if v.get(k) is not None and math.isfinite(float(v[k]))]
         best[k] = max(vals) if vals else None
-    head = "<th>method</th>" + "".join(f"<th>{_METRIC_NAMES[k]}</th>" for k in METRIC_KEYS)
+    keys = [*METRIC_KEYS, *(k for k in ORACLE_KEYS if any(k in v for v in data.metrics.values()))]
+    for k in keys[len(METRIC_KEYS):]:
+        vals = [float(v[k]) for v in data.metrics.values() if v.get(k) is not None and math.isfinite(float(v[k]))]
+        best[k] = max(vals) if vals else None
+    cut = any(data.cuts.get(n) for n in names)
+    head = ("<th>method</th>" + "".join(f"<th>{_METRIC_NAMES[k]}</th>" for k in keys)
+            + ("<th>cut (chosen without labels)</th>" if cut else ""))
     rows = []
     for name in names:
         row = data.metrics[name]
         cells = []
-        for k in METRIC_KEYS:
+        for k in keys:
             v = row.get(k)
             top = v is not None and best[k] is not None and math.isfinite(float(v)) and float(v) == best[k]
             cells.append(f'<td class="{"best" if top else ""}">{_fmt(None if v is None else float(v))}</td>')
         cls = ' class="ours"' if name == data.main_method else ""
         tag = ' <span class="tag">this run</span>' if name == data.main_method else ""
+        if cut:
+            cells.append(f'<td class="text">{_e(data.cuts.get(name, ""))}</td>')
         rows.append(f"<tr{cls}><th>{_e(name)}{tag}</th>{''.join(cells)}</tr>")
     return (f'<table class="num metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            '<p class="hint">Bold: best value per column.</p>')
+            '<p class="hint">Bold: best value per column. F1, precision and recall are at each method\'s own cut, '
+            "chosen without labels; best F1 (oracle) reads the labels to choose the cut: a ceiling, not a result."
+            "</p>")
 
 
 def _quality(data: ReportData, ev: dict[str, Any] | None) -> str:

@@ -1,6 +1,9 @@
 """The evaluate stage of ``fusionlog run``: every scored method's scores against the target's labels (read here
 only, after everything else): the chosen methods and the registered baselines (all-anomalous, general-only,
-rarity, ...); F1 of the model of each distillation round. Writes ``<run>/eval/run.json``."""
+rarity, ...); F1 of the model of each distillation round. Writes ``<run>/eval/run.json``.
+
+F1 is that of each method's own labels (its label-free cut, ``cut``); PR-AUC and the oracle best F1 over all cuts
+(``best_f1``: it reads the labels to choose the cut, so it is a ceiling, not a result) come from its scores."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from fusionlog.config import ExperimentConfig
 from fusionlog.evaluate.data_checks import label_balance, signature_ceiling
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.io import atomic_write_text
-from fusionlog.rundir import method_scores_dir, run_metrics_file
+from fusionlog.methods import get, names
+from fusionlog.rundir import method_notes_file, method_scores_dir, run_metrics_file
 from fusionlog.stages import EvaluateOut
 from fusionlog.train.data import read_windows
 
@@ -29,11 +33,36 @@ def labeled(run: Path, target: str) -> tuple[list[str], np.ndarray, dict]:
     return t["window_id"].to_pylist(), np.array(labels, np.int8), ceiling
 
 
-def _by_route(y: np.ndarray, score: np.ndarray, route: np.ndarray, th: float) -> dict:
-    out = {"all": binary_metrics(y, score, th)}
+def event_ranking(run: Path, target: str) -> dict | None:
+    """ROC-AUC of the LLM's event scores against the events' labels (evaluation only): an event is anomalous when
+    most of the labeled windows holding it are. None without event scores, labels or both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    from fusionlog.llm.judge import read_event_scores
+
+    try:
+        scores = read_event_scores(run, target)
+    except FileNotFoundError:
+        return None
+    t = read_windows(run, target, ["label", "template_ids"])
+    held: dict[int, list[int]] = {}
+    for y, ids in zip(t["label"].to_pylist(), t["template_ids"].to_pylist(), strict=True):
+        if y is not None:
+            for e in set(ids):
+                held.setdefault(e, []).append(int(y))
+    pairs = [(float(np.mean(held[e]) > 0.5), s) for e, s in scores.items() if s is not None and e in held]
+    labels = [p[0] for p in pairs]
+    if not pairs or len(set(labels)) < 2:
+        return None
+    return {"events": len(pairs), "anomalous_events": int(sum(labels)),
+            "roc_auc": float(roc_auc_score(labels, [p[1] for p in pairs]))}
+
+
+def _by_route(y: np.ndarray, score: np.ndarray, route: np.ndarray, th: float, pred: np.ndarray) -> dict:
+    out = {"all": binary_metrics(y, score, th, pred)}
     for name in ("general", "proprietary"):
         sel = route == name
-        out[name] = binary_metrics(y[sel], score[sel], th) if sel.any() else None
+        out[name] = binary_metrics(y[sel], score[sel], th, pred[sel]) if sel.any() else None
     return out
 
 
@@ -53,9 +82,14 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
         for mode in methods:
             t = pq.read_table(method_scores_dir(run, mode, exp.target)).to_pandas()
             t = t.set_index("window_id").loc[ids]
-            m = _by_route(y, t["score"].to_numpy(np.float64), t["route"].to_numpy(), th)
+            m = _by_route(y, t["score"].to_numpy(np.float64), t["route"].to_numpy(), th, t["label"].to_numpy())
             m["llm_scored"] = int((t["scorer"] == "llm").sum())
+            m["cut"] = get(mode).cut if mode in names() else ""
+            notes = method_notes_file(run, mode)
+            if notes.exists():
+                m["notes"] = json.loads(notes.read_text())
             result["methods"][mode] = m
+    result["event_ranking"] = event_ranking(run, exp.target) if len(ids) else None
     rounds = [dict(r) for r in rounds]
     for r in rounds:
         if len(ids) and r.get("model_dir"):

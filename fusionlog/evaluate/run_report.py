@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from fusionlog.config import ExperimentConfig
 from fusionlog.evaluate.rawlines import raw_lines_many
 from fusionlog.evaluate.report import ReportData, write_report
-from fusionlog.rundir import read_verdicts, report_dir, run_metrics_file, stages_dir, table_dir
+from fusionlog.rundir import method_notes_file, read_verdicts, report_dir, run_metrics_file, stages_dir, table_dir
 
 METRIC_KEYS = ("precision", "recall", "f1", "pr_auc", "balanced_accuracy")
 
@@ -100,21 +100,49 @@ def _warn_rate(exp: ExperimentConfig) -> float:
         return WARN_RATE
 
 
+def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
+    """Lines on the LLM's event judgment and on how the fused method weighed its views (label-free estimates)."""
+    out = []
+    if judge.get("events"):
+        out.append(f"LLM event judgment: {judge['events']} events of {judge.get('system')}, {judge.get('asked', 0)} "
+                   f"asked, {judge.get('cache_hits', 0)} from cache, {judge.get('abstained', 0)} abstained; "
+                   f"calibration {judge.get('calibration') or 'content-free'} (content-free P(yes) "
+                   f"{float(judge.get('p_cf', 0.5)):.3f}).")
+    p = method_notes_file(run, mode)
+    if p.exists():
+        n = json.loads(p.read_text())
+        if "voting" in n:
+            est = n.get("estimates") or {"views": {}, "prior": float("nan")}
+            views = "; ".join(f"{v}: sensitivity {q['sensitivity']:.2f}, specificity {q['specificity']:.2f}, "
+                              f"{q['polarity']}" for v, q in est["views"].items())
+            out.append(f"{mode}: a window is anomalous when most of the voting views flag it "
+                       f"({', '.join(n['voting']) or 'none'}); {n.get('flagged', 0)} of {n.get('windows', 0)} windows "
+                       f"flagged. The views as estimated without labels (Dawid-Skene): {views or 'none'}; estimated "
+                       f"anomaly share {est['prior']:.3f}.")
+            for v, c in (n.get("checked") or {}).items():
+                out.append(f"{v} (not voting), checked against the fused decision without labels: Cohen's kappa "
+                           f"{c['kappa']:.3f} ({c['polarity']}), flags {c['flagged_share']:.1%} of the windows.")
+    return out
+
+
 def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> Path:
     run, target = Path(run), exp.target
     routes = pq.read_table(table_dir(run, "routes", target)).to_pandas()
     scores = pq.read_table(table_dir(run, "scores", target)).to_pandas()
     ev_path = run_metrics_file(run)
     ev = json.loads(ev_path.read_text()) if ev_path.exists() else {"methods": {}, "rounds": [], "labeled": 0}
-    y = np.zeros(0, np.int8)
+    y, pred = np.zeros(0, np.int8), np.zeros(0, np.int8)
     s = np.zeros(0)
     if ev.get("labeled"):
         from fusionlog.evaluate.run_metrics import labeled
 
         ids, y, _ = labeled(run, target)
-        s = scores.set_index("window_id").loc[ids]["score"].to_numpy(np.float64)
+        sel = scores.set_index("window_id").loc[ids]
+        s, pred = sel["score"].to_numpy(np.float64), sel["label"].to_numpy(np.int8)
     th = exp.run.threshold
-    metrics = {m: {k: v["all"][k] for k in METRIC_KEYS} for m, v in ev["methods"].items()}
+    metrics = {m: {k: v["all"][k] for k in (*METRIC_KEYS, "best_f1") if k in v["all"]}
+               for m, v in ev["methods"].items()}
+    cuts = {m: v.get("cut", "") for m, v in ev["methods"].items()}
     distill = summaries.get("distill", {})
     route = summaries.get("route", {})
     counts: dict[str, int | float] = {"windows": len(routes), "general": int((routes["route"] == "general").sum()),
@@ -137,6 +165,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
     notes = [f"Scores: mode {exp.run.mode}; threshold {th}; the target's labels are read by the evaluate stage only."]
     if not ev.get("labeled"):
         notes.append(f"{target} has no labels here: the report shows scores, not their quality.")
+    notes += fusion_notes(run, exp.run.mode, summaries.get("judge") or {})
     if exp.llm.get("backend") == "openai" and "test-double" in str(exp.llm.get("model", "")):
         notes.append("The LLM of this run is a TEST DOUBLE (a keyword rule): its labels are not an LLM's.")
     data = ReportData(
@@ -145,7 +174,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         x_sim=routes["x_sim"].to_numpy(np.float64), routes=routes["route"].to_numpy(),
         tau=float(route.get("tau", np.nan)),
-        rounds=ev.get("rounds") or distill.get("rounds", []), y_true=y, y_score=s, y_pred=(s >= th).astype(np.int8),
+        rounds=ev.get("rounds") or distill.get("rounds", []), y_true=y, y_score=s, y_pred=pred,
         metrics=metrics, top_windows=_top(run, target, scores, exp.run.top_windows), notes=notes, counts=counts,
-        main_method=exp.run.mode, warnings=[banner] if banner else [])
+        main_method=exp.run.mode, warnings=[banner] if banner else [], cuts=cuts)
     return write_report(report_dir(run), data)

@@ -79,3 +79,31 @@ class VerdictCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+class ProbabilityCache:
+    """Probabilities the LLM gave (:meth:`ChatClient.yes_probability`), keyed by (model, prompt version, item key),
+    in the same SQLite file as the verdicts (table ``probabilities``). Only answers are stored; abstentions are
+    asked again next time."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        self._lock = threading.Lock()
+        with self._lock, self._db:
+            self._db.execute("CREATE TABLE IF NOT EXISTS probabilities (model TEXT, prompt TEXT, item TEXT, "
+                             "value REAL, kind TEXT, PRIMARY KEY (model, prompt, item))")
+
+    def get(self, model: str, prompt: str, item: str) -> tuple[float, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT value, kind FROM probabilities WHERE model=? AND prompt=? AND item=?",
+                                   (model, prompt, item)).fetchone()
+        return (float(row[0]), str(row[1])) if row else None
+
+    def put(self, model: str, prompt: str, item: str, value: float, kind: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO probabilities VALUES (?, ?, ?, ?, ?)",
+                             (model, prompt, item, value, kind))
+
+    def close(self) -> None:
+        self._db.close()

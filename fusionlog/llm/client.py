@@ -10,12 +10,14 @@ never executed or interpreted further.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,8 +67,13 @@ class Answer:
     """One labeling attempt's outcome: a verdict, or an abstention with its kind and reason."""
 
     verdict: Verdict | None
-    kind: str = "verdict"  # verdict | refused | error | invalid | unfit
+    kind: str = "verdict"  # verdict | no-logprobs | refused | error | invalid | unfit
     reason: str = ""
+    value: float | None = None  # a probability answer (:meth:`ChatClient.yes_probability`)
+
+
+class _Invalid(Exception):
+    """An answer that does not parse (retried, then an abstention of kind ``invalid``)."""
 
 
 RETRY_STATUS = frozenset({408, 429})  # 4xx statuses that mean "later", not "never"
@@ -182,6 +189,47 @@ class ChatClient:
         if self.structured:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
+
+        def parse(choice: dict) -> Verdict:
+            text = choice["message"]["content"] or ""
+            if choice.get("finish_reason") == "length":
+                raise _Invalid(f"answer cut at max_tokens={self.max_tokens}: {text[:120]!r}")
+            try:
+                return Verdict.model_validate(json.loads(text))
+            except (json.JSONDecodeError, ValidationError) as exc:
+                raise _Invalid(f"invalid answer ({type(exc).__name__}): {text[:120]!r}") from exc
+
+        return self._request(body, parse)
+
+    def yes_probability(self, messages: list[dict], top_logprobs: int = 20) -> Answer:
+        """P(yes) of a yes/no question answered in one token, from the answer token's log-probabilities (the
+        OpenAI ``logprobs``/``top_logprobs`` fields, which vLLM returns): the probability mass of the tokens that
+        read "yes" over that of "yes" and "no" (case and spaces ignored). ``Answer.value`` holds it; ``kind``
+        ``no-logprobs`` (still a value: 1.0/0.0 from the generated token) when the endpoint returns none, so the
+        caller can say so; ``invalid`` (retried) when neither word is among the top tokens."""
+        body = {"model": self.model, "messages": messages, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+                "top_logprobs": top_logprobs}
+
+        def parse(choice: dict) -> tuple[float, str]:
+            content = (choice.get("logprobs") or {}).get("content") or []
+            text = (choice["message"]["content"] or "").strip().lower()
+            if not content or not content[0].get("top_logprobs"):
+                if text in ("yes", "no"):
+                    return (1.0 if text == "yes" else 0.0), "no-logprobs"
+                raise _Invalid(f"no logprobs, and the answer is not yes/no: {text[:40]!r}")
+            mass = {"yes": 0.0, "no": 0.0}
+            for alt in content[0]["top_logprobs"]:
+                word = str(alt.get("token", "")).strip().lower()
+                if word in mass and isinstance(alt.get("logprob"), (int, float)):
+                    mass[word] += math.exp(float(alt["logprob"]))
+            if mass["yes"] + mass["no"] <= 0:
+                raise _Invalid(f"neither yes nor no among the top {top_logprobs} tokens (answer {text[:40]!r})")
+            return mass["yes"] / (mass["yes"] + mass["no"]), "verdict"
+
+        return self._request(body, parse)
+
+    def _request(self, body: dict, parse: Callable[[dict], object]) -> Answer:
+        """POST ``body``, ``parse`` the first choice; retries, refusals and abstentions as :meth:`ask` says."""
         t0 = time.perf_counter()
         kind, reason = "error", ""
         try:
@@ -193,7 +241,7 @@ class ChatClient:
                 try:
                     out = self._post(body)
                     choice = out["choices"][0]
-                    text = choice["message"]["content"] or ""
+                    parsed = parse(choice)
                 except urllib.error.HTTPError as exc:
                     detail = _status_detail(exc)
                     if 400 <= exc.code < 500 and exc.code not in RETRY_STATUS:
@@ -205,23 +253,21 @@ class ChatClient:
                     kind, reason = "error", f"HTTP {exc.code}: {detail}"
                     self._problem(f"request failed: {reason}")
                     continue
+                except _Invalid as exc:
+                    self._count(invalid=1)
+                    kind, reason = "invalid", str(exc)
+                    self._problem(reason)
+                    continue
                 except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError, TypeError,
                         json.JSONDecodeError) as exc:
                     self._count(errors=1)
                     kind, reason = "error", f"request failed: {exc}"
                     self._problem(reason)
                     continue
-                if choice.get("finish_reason") == "length":
-                    self._count(invalid=1)
-                    kind, reason = "invalid", f"answer cut at max_tokens={self.max_tokens}: {text[:120]!r}"
-                    self._problem(reason)
-                    continue
-                try:
-                    return Answer(Verdict.model_validate(json.loads(text)))
-                except (json.JSONDecodeError, ValidationError) as exc:
-                    self._count(invalid=1)
-                    kind, reason = "invalid", f"invalid answer ({type(exc).__name__}): {text[:120]!r}"
-                    self._problem(reason)
+                if isinstance(parsed, Verdict):
+                    return Answer(parsed)
+                value, how = parsed  # type: ignore[misc]
+                return Answer(None, how, "", value)
             self._count(abstained=1)
             return Answer(None, kind, f"{reason} (after {self.retries + 1} attempts)")
         finally:

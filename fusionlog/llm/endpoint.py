@@ -36,6 +36,11 @@ def _client(cfg: LLMConfig, base_url: str, model: str, model_dir: str | None = N
                       counter_note=note)
 
 
+def model_name(cfg: LLMConfig) -> str:
+    """The name requests send as ``model`` (and caches key answers by): the endpoint's model, or the served id."""
+    return (cfg.model or "") if cfg.backend == "openai" else cfg.serve.model_id
+
+
 @contextlib.contextmanager
 def llm_client(cfg: LLMConfig) -> Iterator[ChatClient]:
     """A client for the configured backend; the ``serve`` backend's app lives as long as the block."""

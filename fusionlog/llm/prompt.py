@@ -1,7 +1,8 @@
 """Versioned prompt files; windows rendered as data between markers, compressed and capped.
 
-A prompt file (``prompts/<name>.txt``) has three sections: ``### system``, ``### user`` (with
-``{system}``, ``{examples}``, ``{window}``) and ``### example`` (``{label}``, ``{window}``). Its version is
+A prompt file (``prompts/<name>.txt``) has the sections ``### system``, ``### user`` (a window prompt: with
+``{system}``, ``{examples}``, ``{window}``; an event prompt: ``{system}``, ``{level}``, ``{component}``, ``{event}``)
+and, for window prompts, ``### example`` (``{label}``, ``{window}``). Its version is
 the file name plus a hash of its text, so a changed prompt never reuses cached answers.
 
 :func:`fit_messages` fits a window's prompt to the model's context (tokens counted with the model's own
@@ -52,7 +53,7 @@ def load_prompt(name: str = "label_v2") -> Prompt:
         raise ValueError(f"unknown prompt {name!r} (known: {known})")
     text = path.read_text(encoding="utf-8")
     parts = dict(re.findall(r"^### (\w+)\n(.*?)(?=^### |\Z)", text, flags=re.M | re.S))
-    missing = {"system", "user", "example"} - set(parts)
+    missing = {"system", "user"} - set(parts)
     if missing:
         raise ValueError(f"{path}: missing sections {sorted(missing)}")
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -60,7 +61,8 @@ def load_prompt(name: str = "label_v2") -> Prompt:
     unknown = set(options) - {"quote_lines"}
     if unknown:
         raise ValueError(f"{path}: unknown options {sorted(unknown)}")
-    return Prompt(name, parts["system"].strip(), parts["user"].strip(), parts["example"].strip(), f"{name}@{digest}",
+    return Prompt(name, parts["system"].strip(), parts["user"].strip(), parts.get("example", "").strip(),
+                  f"{name}@{digest}",
                   options.get("quote_lines", "false").lower() == "true")
 
 

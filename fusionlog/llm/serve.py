@@ -36,6 +36,24 @@ def _model_source(path: str | Path) -> str:
     return str(p.resolve()) if p.exists() else str(path)
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16: the flags of ``/proc/cpuinfo``)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set(cpuinfo.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def engine_dtype(dtype: str, accelerator: str, cpuinfo: str | None = None) -> str:
+    """The engine's dtype: as configured, or for ``auto`` bfloat16 on GPUs and bf16-capable CPUs, else float32."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if accelerator != "cpu" or cpu_has_bf16(cpuinfo) else "float32"
+
+
 def llm_config(cfg: ServeConfig) -> LLMConfig:
     """The ``ray.serve.llm.LLMConfig`` for ``cfg`` (``model_path`` must be set)."""
     from ray.serve.llm import LLMConfig
@@ -50,7 +68,7 @@ def llm_config(cfg: ServeConfig) -> LLMConfig:
         "max_num_seqs": c["max_num_seqs"],
         "enforce_eager": c["enforce_eager"],
         "tensor_parallel_size": c["tensor_parallel_size"],
-        "dtype": "bfloat16",
+        "dtype": engine_dtype(c["dtype"], c["accelerator"]),
         # compact JSON: without this xgrammar lets the model spend max_tokens on whitespace between fields
         "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }

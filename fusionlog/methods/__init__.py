@@ -18,7 +18,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -39,6 +39,7 @@ class Needs:
     models: tuple[str, ...] = ()  # small models of MODELS
     llm: tuple[str, ...] = ()  # LLM verdicts of PURPOSES
     distill: bool = False  # the distillation rounds (their verdicts on the proprietary windows are "generallog")
+    judge: bool = False  # the LLM's judgment of each target event (event_scores/)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Artifacts:
     rounds: int  # distillation rounds run (0: none)
     small: Callable[[str], dict[str, float]]  # model directory -> P(anomalous) by window id
     llm: Callable[[str], dict[str, float | None]]  # purpose -> P(anomalous) by window id (None: abstained)
+    notes: dict[str, dict] = field(default_factory=dict)  # method -> what it wants kept beside its scores (JSON)
 
     @property
     def target(self) -> str:
@@ -86,6 +88,7 @@ class Method:
     needs: ClassVar[Needs] = Needs()
     baseline: ClassVar[bool] = False  # scored in every run, beside the chosen methods
     description: ClassVar[str] = ""
+    cut: ClassVar[str] = "P(anomalous) >= the run's threshold"  # the label-free rule behind the 0.5 cut
 
     def hash_inputs(self, exp: ExperimentConfig) -> object:
         """What, beyond the artifacts, this method's scores depend on (added to the detect stage's hash)."""

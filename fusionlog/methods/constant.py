@@ -13,6 +13,7 @@ class AllAnomalous(Method):
     """Flag every window."""
 
     baseline = True
+    cut = "every window"
 
     def score(self, art: Artifacts) -> pa.Table:
         return art.table(np.ones(len(art.ids)), "constant", labels=np.ones(len(art.ids)))

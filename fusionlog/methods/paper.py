@@ -8,9 +8,9 @@ from fusionlog.methods import Artifacts, Method, Needs, register
 from fusionlog.modes import combine
 
 
-@register("fusionlog")
-class FusionLog(Method):
-    """The distilled small model scores every window (both branches)."""
+@register("fusionlog-paper")
+class FusionLogPaper(Method):
+    """The paper's FusionLog: the distilled small model scores every window (both branches)."""
 
     needs = Needs(models=("general",), llm=("generallog",), distill=True)
 

@@ -67,6 +67,7 @@ class PCAMethod(Method):
     """Squared prediction error of the window's event counts against the principal (normal) space."""
 
     baseline = True
+    cut = "squared prediction error >= the Q-statistic (alpha 0.001)"
 
     def hash_inputs(self, exp: object) -> object:
         return {"variance": VARIANCE, "c_alpha": C_ALPHA}

@@ -32,6 +32,7 @@ class Rarity(Method):
     """How rare the window's rarest event is among the target's windows."""
 
     baseline = True
+    cut = "the rarest event is in < 1 % of the target's windows"
 
     def hash_inputs(self, exp: object) -> object:
         return {"rare": RARE}

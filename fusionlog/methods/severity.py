@@ -28,6 +28,7 @@ class Severity(Method):
     """The most severe level among the window's events."""
 
     baseline = True
+    cut = "an event logged at error or worse"
 
     def hash_inputs(self, exp: object) -> object:
         return {"score": SCORE}

@@ -1,0 +1,75 @@
+"""``fusionlog``: the views of the target's windows fused without labels (:func:`fusionlog.fusion.majority`).
+
+The voting views are registered methods, each computed on the target itself with its own label-free cut: the
+LLM's event judgment (``llm-events``), the target's statistics (``rarity``; ``pca`` where windows are sessions of
+several events) and ``severity`` (where the system logs levels). A window is anomalous when a strict majority of
+them flags it. A view that flags every window or none does not vote; nor does one that Dawid–Skene, from the
+target alone, finds inverted. The transferred small model (``general-only``, the paper's general branch) is scored
+beside them and checked against the fused decision (Cohen's kappa, polarity) but does not vote: on every target
+measured it flags windows at or near the rate of flagging all of them, and in a majority of four it pulled the
+decision below that of three (docs/pipeline.md). The voting views, Dawid–Skene's estimates and the check are kept
+in ``modes/fusionlog/notes.json`` and shown in the report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from fusionlog.methods import Artifacts, Method, Needs, get, register
+
+VIEWS = ("llm-events", "severity", "rarity", "pca")  # the views that vote: each computed on the target itself
+CHECKED = ("general-only",)  # scored beside them and checked against the fused decision (agreement, polarity)
+MIN_SESSION = 2.0  # pca is a view when windows hold at least this many events (median): sessions, not lines
+
+
+def agreement(flags: np.ndarray, fused: np.ndarray) -> dict:
+    """A view's agreement with the fused decision, without labels: Cohen's kappa, and its polarity (``inverted``
+    when kappa < -0.05: it flags what the fusion leaves alone), and the share of windows it flags."""
+    from sklearn.metrics import cohen_kappa_score
+
+    both = len(set(flags.tolist())) > 1 and len(set(fused.tolist())) > 1
+    kappa = float(cohen_kappa_score(flags, fused)) if both else 0.0
+    return {"kappa": kappa, "flagged_share": float(flags.mean()) if len(flags) else 0.0,
+            "polarity": "inverted" if kappa < -0.05 else "agrees" if kappa > 0.05 else "no agreement"}
+
+
+@register("fusionlog")
+class FusionLog(Method):
+    """The majority of the label-free views: the LLM's event judgment, the target's statistics, severity."""
+
+    needs = Needs(models=("general",), judge=True)
+    cut = "a strict majority of the voting views flags the window, each at its own label-free cut"
+
+    def hash_inputs(self, exp: object) -> object:
+        return {"views": VIEWS, "checked": CHECKED, "min_session": MIN_SESSION, "fusion": "majority-v1"}
+
+    def views(self, art: Artifacts) -> list[str]:
+        """The views that mean something on this target (severity needs levels, pca needs sessions)."""
+        from fusionlog.events import read_events
+
+        ids = art.template_ids()
+        levels = set(read_events(art.run, art.target)["level"].to_pylist())
+        out = []
+        for v in VIEWS:
+            if v == "severity" and levels <= {"unknown"}:
+                continue
+            if v == "pca" and float(np.median([len(x) for x in ids] or [0])) < MIN_SESSION:
+                continue
+            out.append(v)
+        return out
+
+    def score(self, art: Artifacts) -> pa.Table:
+        from fusionlog.fusion import majority
+
+        names = self.views(art)
+        scores = {v: get(v).score(art)["score"].to_numpy().astype(np.float64) for v in names}
+        d = majority(scores, art.threshold)
+        checks = {}
+        for v in CHECKED:
+            flags = get(v).score(art)["label"].to_numpy().astype(bool)
+            checks[v] = agreement(flags, d.label)
+        art.notes[self.name] = {"cut": self.cut, "candidates": names, "voting": d.voting,
+                                "estimates": d.fused.summary() if d.fused else None, "checked": checks,
+                                "flagged": int(d.label.sum()), "windows": len(d.label)}
+        return art.table(d.score, "fusion", labels=d.label)
