@@ -58,7 +58,7 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
            progress: Callable[[str], None] | None = None, reporter: Reporter | None = None) -> RunState:
     from fusionlog.embed.stage import embed
     from fusionlog.ingest.stage import ingest
-    from fusionlog.pipeline import Ctx, detect_stage, evaluate_stage, report_stage
+    from fusionlog.pipeline import Ctx, detect_stage, evaluate_stage, judge_stage, report_stage
     from fusionlog.route.stage import route
 
     say = progress or (lambda _m: None)
@@ -92,7 +92,10 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     scored = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})  # the run's method only
     ctx = Ctx(out, scored, load_llm(overrides=exp.llm), say, state, reporter=reporter or Reporter())
     if get(mode).needs.judge:  # the LLM judges the new archives' events (those it judged before: cache hits)
-        _judge_events(ctx, run)
+        try:
+            state.judge = judge_stage(ctx, run)
+        finally:
+            ctx.close_llm()
     purposes = get(mode).needs.llm
     if purposes and not get(mode).needs.distill:  # the LLM labels the new windows (fusionlog: the distilled model)
         _llm_labels(ctx, run, purposes[0])
@@ -101,26 +104,6 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     state.report = report_stage(ctx)
     atomic_write_text(experiment_file(out), exp.model_dump_json(indent=2))
     return state
-
-
-def _judge_events(ctx, run: Path) -> None:  # noqa: ANN001
-    """The LLM's event judgment of the new archives, with the run's cache (``event_scores/`` in ``ctx.run``)."""
-    from fusionlog.llm.cache import ProbabilityCache
-    from fusionlog.llm.endpoint import model_name
-    from fusionlog.llm.judge import events_of, judge, write_event_scores
-
-    cache = ProbabilityCache(llm_cache_file(run))
-    try:  # the service starts only when an event is new to the run's cache
-        with ctx.reporter.bar("judge: LLM event questions") as tick:
-            table, st = judge(ctx.client, ctx.exp.target, events_of(ctx.run, ctx.exp.target), ctx.llm.event_prompt,
-                              cache, ctx.llm.concurrency, tick, model=model_name(ctx.llm))
-    finally:
-        cache.close()
-        ctx.close_llm()
-    write_event_scores(ctx.run, ctx.exp.target, table)
-    ctx.say(f"judge: {st.line()}")
-    if (msg := st.warning()) is not None:
-        ctx.say(f"WARNING: {msg}")
 
 
 def _llm_labels(ctx, run: Path, mode: str) -> None:  # noqa: ANN001

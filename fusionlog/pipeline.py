@@ -246,19 +246,23 @@ def _events(ctx: Ctx) -> EventsOut:
 
 def _judge(ctx: Ctx) -> JudgeOut:
     """The LLM's judgment of every target event (``event_scores/``), when a chosen method needs it."""
+    return judge_stage(ctx) if ctx.need_judge() else JudgeOut()
+
+
+def judge_stage(ctx: Ctx, cache_run: Path | None = None) -> JudgeOut:
+    """Judge the target's events in ``ctx.run`` with the LLM cache of ``cache_run`` (default: ``ctx.run``; detect
+    passes the finished run's, so events it judged before are cache hits). The service starts only if the cache
+    lacks an answer, and stays up (:meth:`Ctx.client`) until the caller closes it."""
     from fusionlog.llm.cache import ProbabilityCache
     from fusionlog.llm.endpoint import model_name
     from fusionlog.llm.judge import events_of, judge, write_event_scores
 
-    if not ctx.need_judge():
-        return JudgeOut()
     target = ctx.exp.target
-    events = events_of(ctx.run, target)
-    cache = ProbabilityCache(llm_cache_file(ctx.run))
-    try:  # the service starts only if the cache lacks an answer, and stays up for the distill stage
+    cache = ProbabilityCache(llm_cache_file(cache_run or ctx.run))
+    try:
         with ctx.reporter.bar("judge: LLM event questions") as tick:
-            table, st = judge(ctx.client, target, events, ctx.llm.event_prompt, cache, ctx.llm.concurrency, tick,
-                              model=model_name(ctx.llm))
+            table, st = judge(ctx.client, target, events_of(ctx.run, target), ctx.llm.event_prompt, cache,
+                              ctx.llm.concurrency, tick, model=model_name(ctx.llm))
     finally:
         cache.close()
     write_event_scores(ctx.run, target, table)
