@@ -135,6 +135,9 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         if not ctx.need_judge():
             return None
         llm = ctx.llm.model_dump(include={"backend", "base_url", "model", "event_prompt"})
+        from fusionlog.llm.prompt import load_prompt
+
+        llm["event_prompt"] = load_prompt(ctx.llm.event_prompt).version  # name@content-hash: an edit re-runs
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
                 "judge-v2"]
     if stage == "embed":
