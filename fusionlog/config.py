@@ -427,7 +427,8 @@ class RunSpec(_Model):
 
     mode: str = "fusionlog"
     # the paper's methods, kept as ablations of the fused default, and the LLM's event judgment (a branch)
-    compare: list[str] = Field(default_factory=lambda: ["fusionlog-paper", "generallog", "no-router", "llm-events"])
+    compare: list[str] = Field(default_factory=lambda: ["fusionlog-distilled", "llm-events", "fusionlog-paper",
+                                                        "generallog", "no-router"])
     seed: int = 0
     # P(anomalous) >= threshold -> anomalous: every method's cut, the distillation's agreement, the metrics
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -545,6 +546,8 @@ class LLMConfig(_Model):
     cache_dir: str = "~/.cache/fusionlog/models"  # where `fusionlog models prepare` puts converted models
     prompt: str = "label_v2"  # fusionlog/llm/prompts/<prompt>.txt (docs/llm.md: v1 vs v2)
     event_prompt: str = "event_v1"  # the yes/no question about one event (fusionlog/llm/judge.py)
+    # the opposite question ("is it routine?", event_routine_v1): every event asked both, twice the calls
+    event_counter_prompt: str | None = None
     max_tokens: int = Field(128, ge=16)
     timeout_s: float = Field(600, gt=0)  # per request: 8 concurrent ~1k-token prompts take minutes on 2 CPU cores
     retries: int = Field(3, ge=0)

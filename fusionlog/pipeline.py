@@ -28,7 +28,7 @@ from fusionlog.config import ExperimentConfig, LLMConfig, load_embed, load_inges
 from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp, config_hash
 from fusionlog.llm.client import ChatClient
-from fusionlog.methods import Artifacts, Method, chosen
+from fusionlog.methods import Artifacts, Method, chosen, get
 from fusionlog.rundir import (
     VERDICTS,
     distill_kept_dir,
@@ -40,6 +40,8 @@ from fusionlog.rundir import (
     stage_marker,
     table_dir,
     verdict_rows,
+    views_kept_dir,
+    views_rounds_file,
     write_verdicts,
 )
 from fusionlog.stages import (
@@ -104,6 +106,9 @@ class Ctx:
     def need_judge(self) -> bool:
         return any(x.needs.judge for x in self.methods)
 
+    def need_views(self) -> bool:
+        return any(x.needs.views for x in self.methods)
+
     @property
     def seed(self) -> int:
         return self.exp.run.seed
@@ -138,6 +143,8 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         from fusionlog.llm.prompt import load_prompt
 
         llm["event_prompt"] = load_prompt(ctx.llm.event_prompt).version  # name@content-hash: an edit re-runs
+        if ctx.llm.event_counter_prompt:  # (absent when unset: earlier runs' judge stays up to date)
+            llm["event_counter_prompt"] = load_prompt(ctx.llm.event_counter_prompt).version
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
                 "judge-v2"]
     if stage == "embed":
@@ -150,7 +157,8 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         llm = ctx.llm.model_dump(exclude={"timeout_s", "retries", "backoff_s", "concurrency", "abstain_warn_rate"})
         llm["serve"] = {k: v for k, v in llm["serve"].items() if k in ("model_path", "model_id", "max_model_len")}
         uses = [m.name for m in ctx.methods if m.needs.llm or m.needs.distill]
-        return [exp.distill, exp.run.threshold, uses, llm if uses else None]
+        views = get("fusionlog").hash_inputs(exp) if ctx.need_views() else None  # what the views' decision reads
+        return [exp.distill, exp.run.threshold, uses, llm if uses else None, views, "views-distill-v2"]
     if stage == "detect":
         return [[m.name for m in ctx.methods], exp.run.mode, exp.run.threshold,
                 {m.name: m.hash_inputs(exp) for m in ctx.methods}]
@@ -265,7 +273,8 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None) -> JudgeOut:
     try:
         with ctx.reporter.bar("judge: LLM event questions") as tick:
             table, st = judge(ctx.client, target, events_of(ctx.run, target), ctx.llm.event_prompt, cache,
-                              ctx.llm.concurrency, tick, model=model_name(ctx.llm))
+                              ctx.llm.concurrency, tick, model=model_name(ctx.llm),
+                              counter=ctx.llm.event_counter_prompt)
     finally:
         cache.close()
     write_event_scores(ctx.run, target, table)
@@ -324,6 +333,8 @@ def _distill(ctx: Ctx) -> DistillOut:
     purposes, rounds_run = ctx.need_llm(), ctx.need_distill()
     assert ctx.state.train is not None
     out = DistillOut(ctx.state.train.general)
+    if ctx.need_views():
+        _distill_views(ctx, out)
     if not purposes and not rounds_run:
         atomic_write_text(distill_rounds_file(run, exp.target), "[]")
         return out
@@ -371,6 +382,50 @@ def _distill(ctx: Ctx) -> DistillOut:
     return out
 
 
+def _distill_views(ctx: Ctx, out: DistillOut) -> None:
+    """The small model distilled on the windows the label-free views agree on (``fusionlog.distill.views``):
+    ``views_kept/``, ``views_rounds.json`` and ``out.views_*``."""
+    from fusionlog.distill.views import distill_views
+
+    exp, run = ctx.exp, ctx.run
+    assert ctx.state.train is not None
+    art = _artifacts(ctx, ctx.state.train.general)
+    names, d = get("fusionlog").decide(art)  # type: ignore[attr-defined]
+    ctx.say(f"views distill: {len(d.voting)} voting views ({', '.join(d.voting) or 'none'}) of {', '.join(names)}")
+    res = distill_views(run, exp, art.ids, art.template_ids(), d.votes, len(d.voting), d.label, d.score, art.small,
+                        Path(ctx.state.train.general), ctx.seed, progress=ctx.say, reporter=ctx.reporter)
+    ids = sorted(res.kept)
+    with atomic_dir(views_kept_dir(run, exp.target)) as tmp:
+        tmp.mkdir()
+        pq.write_table(pa.table({"window_id": ids, "label": pa.array([res.kept[i][0] for i in ids], pa.int8()),
+                                 "round": pa.array([res.kept[i][1] for i in ids], pa.int16())}),
+                       tmp / "part-0.parquet")
+    atomic_write_text(views_rounds_file(run, exp.target), json.dumps(res.rounds, indent=2))
+    out.views_model_dir, out.views_rounds = res.model_dir, res.rounds
+    out.views_kept = [sum(1 for c, _ in res.kept.values() if c == k) for k in (0, 1)]
+
+
+def _artifacts(ctx: Ctx, distilled: str) -> Artifacts:
+    """What the methods see of the run so far (``distilled``: the paper's distilled model directory)."""
+    from fusionlog.model.score import score_system
+
+    exp, run, train = ctx.exp, ctx.run, ctx.state.train
+    assert train is not None
+    routes = _routes(run, exp.target)
+
+    @functools.cache  # the distilled model is the general one when no round kept a window
+    def small(model_dir: str) -> dict[str, float]:
+        wid, s = score_system(run, Path(model_dir), exp.target)
+        return dict(zip(wid, s.tolist(), strict=True))
+
+    d = ctx.state.distill
+    return Artifacts(run=run, exp=exp, ids=sorted(routes), routes=routes, threshold=exp.run.threshold,
+                     models={"general": train.general, "no-router": train.no_router or "", "distilled": distilled,
+                             "views": (d.views_model_dir if d else None) or train.general},
+                     rounds=len(d.rounds) if d else 0, small=small,
+                     llm=functools.cache(lambda purpose: _llm_scores(run, exp.target, purpose)))
+
+
 def _routes(run: Path, target: str) -> dict[str, str]:
     t = pq.read_table(table_dir(run, "routes", target), columns=["window_id", "route"])
     return dict(zip(t["window_id"].to_pylist(), t["route"].to_pylist(), strict=True))
@@ -388,24 +443,11 @@ def _llm_scores(run: Path, target: str, purpose: str) -> dict[str, float | None]
 def detect_stage(ctx: Ctx) -> DetectOut:
     """Scores of every chosen method and baseline (``modes/<method>/scores/``) and of the run's mode
     (``scores/``); each registered method scores from the artifacts it declared it needs."""
-    from fusionlog.model.score import score_system
     from fusionlog.modes import write_scores
 
     exp, run = ctx.exp, ctx.run
-    routes = _routes(run, exp.target)
-
-    @functools.cache  # the distilled model is the general one when no round kept a window
-    def small(model_dir: str) -> dict[str, float]:
-        wid, s = score_system(run, Path(model_dir), exp.target)
-        return dict(zip(wid, s.tolist(), strict=True))
-
-    train, distilled = ctx.state.train, ctx.state.distill
-    assert train is not None and distilled is not None
-    art = Artifacts(run=run, exp=exp, ids=sorted(routes), routes=routes, threshold=exp.run.threshold,
-                    models={"general": train.general, "no-router": train.no_router or "",
-                            "distilled": distilled.model_dir},
-                    rounds=len(distilled.rounds), small=small,
-                    llm=functools.cache(lambda purpose: _llm_scores(run, exp.target, purpose)))
+    assert ctx.state.train is not None and ctx.state.distill is not None
+    art = _artifacts(ctx, ctx.state.distill.model_dir)
     tables = {m.name: m.score(art) for m in ctx.methods}
     for mode, t in tables.items():
         write_scores(run, mode, exp.target, t)
@@ -426,7 +468,8 @@ def evaluate_stage(ctx: Ctx) -> EvaluateOut:
     from fusionlog.evaluate.run_metrics import evaluate_run
 
     assert ctx.state.detect is not None and ctx.state.distill is not None
-    return evaluate_run(ctx.run, ctx.exp, ctx.state.detect.modes, ctx.state.distill.rounds)
+    return evaluate_run(ctx.run, ctx.exp, ctx.state.detect.modes, ctx.state.distill.rounds,
+                        ctx.state.distill.views_rounds)
 
 
 def report_stage(ctx: Ctx) -> ReportOut:

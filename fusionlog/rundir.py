@@ -139,6 +139,16 @@ def distill_kept_dir(run: Path, target: str) -> Path:
     return distill_dir(run, target) / "kept"
 
 
+def views_rounds_file(run: Path, target: str) -> Path:
+    """``distill/<target>/views_rounds.json``: one object per round of the distillation on the agreeing views."""
+    return distill_dir(run, target) / "views_rounds.json"
+
+
+def views_kept_dir(run: Path, target: str) -> Path:
+    """``distill/<target>/views_kept/``: the pseudo-labels the views' distillation kept (window, label, round)."""
+    return distill_dir(run, target) / "views_kept"
+
+
 def eval_dir(run: Path) -> Path:
     """``eval/``: the metrics of the run (evaluate stage, ``fusionlog results``, ``fusionlog evaluate``)."""
     return Path(run) / "eval"

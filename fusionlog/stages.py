@@ -61,6 +61,9 @@ class DistillOut:
     llm_only: dict | None = None  # fusionlog.llm.label.LabelStats.summary() of the llm-only labels
     client: dict = field(default_factory=dict)  # the LLM client's request counts
     llm_warnings: list[str] = field(default_factory=list)
+    views_model_dir: str | None = None  # the small model distilled on the agreeing views (fusionlog.distill.views)
+    views_rounds: list[dict] = field(default_factory=list)
+    views_kept: list[int] = field(default_factory=list)  # kept pseudo-labels per class: [normal, anomalous]
 
     @property
     def llm_calls(self) -> int:

@@ -78,7 +78,9 @@ def test_majority_of_the_voting_views_decides_and_inverted_or_flat_views_do_not_
 def test_results_table_marks_a_target_its_labels_make_unmeasurable() -> None:
     from fusionlog.evaluate.results import markdown
 
-    seed = {"seed": 0, "llm_calls": 3, "llm_event_calls": 2, "wall_seconds": 10.0}
+    seed = {"seed": 0, "llm_calls": 3, "llm_event_calls": 2, "wall_seconds": 10.0,
+            "views_rounds": [{"round": 1, "kept_total": [5, 1]},
+                             {"round": 2, "kept_total": [8, 2], "kept_precision": 0.9}]}
     rows = [{"experiment": "a_to_b", "labeled": 10, "anomalous": 2, "seeds": [seed], "label_ceiling": 0.95,
              "measurable": True, "summary": {"fusionlog": {"mean": 0.9, "std": 0.0, "n": 1}}},
             {"experiment": "b_to_c", "labeled": 10, "anomalous": 2, "seeds": [seed], "label_ceiling": 0.18,
@@ -86,3 +88,4 @@ def test_results_table_marks_a_target_its_labels_make_unmeasurable() -> None:
     text = markdown(rows)
     assert "b_to_c (not measurable: its labels cap any detector at F1 0.18)" in text
     assert "a_to_b |" in text and "2 + 3" in text  # LLM calls: events + windows
+    assert "8/2 (0.900)" in text  # the distillation's last kept pool and its precision

@@ -114,3 +114,32 @@ def test_event_text_is_quoted_data_and_injection_is_withheld() -> None:
     m = messages(p, "BGL", Event(4, 'a "quoted" <*> line', "info", "app"))
     assert json.dumps('a "quoted" <*> line') in m[-1]["content"]
     assert "yes or no" in m[-1]["content"]
+
+
+def test_the_counter_framing_cancels_a_shared_yes_bias(tmp_path: Path) -> None:
+    """A model that says "yes" to both questions: asked only "is it a failure?" every event looks like one; with
+    "is it routine?" asked too, the events it calls routine more readily than failed score below 0.5."""
+    from fusionlog.llm.judge import both_framings
+
+    fail = {"disk failed <*>": (0.9, 0.4), "link lost <*>": (0.88, 0.45), "job started <*>": (0.75, 0.85)}
+
+    def answer(body: dict) -> dict:
+        msg = body["messages"][-1]["content"]
+        event = json.loads(msg.split("<<<LOGS\n")[1].split("\nLOGS>>>")[0])
+        p_fail, p_routine = fail.get(event, (0.7, 0.7))
+        p = p_routine if "routine" in msg.split("LOGS>>>")[1] else p_fail
+        return _choice({"yes": p, "no": 1 - p})
+
+    events = [Event(i, text) for i, text in enumerate(fail)]
+    cache = ProbabilityCache(tmp_path / "c.sqlite")
+    with FakeOpenAIEndpoint(answer) as fake:
+        table, st = judge(_client(fake.url), "X", events, cache=cache, counter="event_routine_v1")
+        assert len(fake.requests) == 2 * (len(events) + len(CONTENT_FREE)) and st.asked == 2 * len(events)
+        again, st2 = judge(_client(fake.url), "X", events, cache=cache, counter="event_routine_v1")
+        assert len(fake.requests) == 2 * (len(events) + len(CONTENT_FREE)) and st2.asked == 0  # both cached
+    rows = table.to_pylist()
+    assert [r["p_counter"] for r in rows] == pytest.approx([0.4, 0.45, 0.85], abs=1e-6)
+    combined = [both_framings(r["p_yes"], r["p_counter"]) for r in rows]
+    assert combined[0] > 0.5 and combined[1] > 0.5 and combined[2] < 0.5  # the routine event drops below
+    assert all(r["p_yes"] > 0.5 for r in rows)  # the failure question alone says "yes" to all three
+    assert again.to_pylist() == rows

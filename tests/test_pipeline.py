@@ -75,7 +75,8 @@ def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz
         "train": {"steps": 40, "eval_every": 20},
         # test budgets: a 40-step model is barely calibrated; no class guard, so that both rounds fine-tune
         "distill": {"rounds": 2, "finetune_steps": 20, "epsilon": 0.7, "floor": 0.6, "max_class_ratio": None},
-        "run": {"compare": ["fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events"], "top_windows": 5},
+        "run": {"compare": ["fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
+                            "fusionlog-distilled"], "top_windows": 5},
         "llm": {"backend": "openai", "base_url": url, "model": "test-double", "retries": 1, "backoff_s": 0.01},
     }
     path = tmp / "e2e.yaml"
@@ -121,6 +122,11 @@ def submitted(double: FakeOpenAIEndpoint, tmp_path_factory: pytest.TempPathFacto
     yield run, job.stdout
 
 
+def art_general(run: Path) -> str:
+    """The general-branch model's directory of a finished run (the distillation starts from it)."""
+    return json.loads((run / "stages" / "train.json").read_text())["summary"]["general"]
+
+
 def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     run, logs = submitted
     assert "succeeded" in logs.lower()
@@ -135,7 +141,7 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     events = pq.read_table(run / "events" / "system=BGL").num_rows
     assert len(judged) == events and judged["score"].notna().all() and (judged["kind"] == "verdict").all()
     notes = json.loads((run / "modes" / "fusionlog" / "notes.json").read_text())  # the fusion's label-free estimates
-    assert notes["candidates"] == ["llm-events", "severity", "rarity"]  # no pca: one-line windows
+    assert notes["candidates"] == ["llm-events", "severity"]  # no rarity, no pca: one-line windows
     assert notes["checked"]["general-only"]["polarity"] in ("agrees", "inverted", "no agreement")
     est = notes["estimates"]
     assert 0 < est["prior"] < 0.5 and est["views"]["llm-events"]["polarity"] == "agrees"
@@ -154,6 +160,18 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert all(0 <= m["all"]["f1"] <= m["all"]["best_f1"] + 1e-9 for m in ev["methods"].values())  # oracle ceiling
     assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's
     assert all(0.0 <= r["f1_labeled"] <= 1.0 for r in ev["rounds"]) and all(r["f1_labeled"] is None for r in rounds)
+    views = ev["views_rounds"]  # the distillation on the agreeing views: ε reaches the floor, the pool never shrinks
+    assert [r["round"] for r in views] == [1, 2] and views[-1]["epsilon"] == pytest.approx(0.6)
+    totals = [sum(r["kept_total"]) for r in views]
+    assert totals[0] > 0 and totals[1] >= totals[0] and all(min(r["kept_total"]) > 0 for r in views)  # both classes
+    assert all(0.0 <= r["kept_precision"] <= 1.0 for r in views) and views[0]["model_dir"] != art_general(run)
+    assert (views[1]["model_dir"] != views[0]["model_dir"]) == (totals[1] > totals[0])  # nothing new: same model
+    kept = pq.read_table(run / "distill" / "BGL" / "views_kept").to_pandas()
+    assert len(kept) == totals[-1] and set(kept["round"]) <= {1, 2} and 1 in set(kept["round"])
+    fused = scores.set_index("window_id")["label"]
+    assert (kept.set_index("window_id")["label"] == fused.loc[kept["window_id"]]).all()  # the views' agreed label
+    dist = pq.read_table(run / "modes" / "fusionlog-distilled" / "scores" / "system=BGL").to_pandas()
+    assert dist["label"].sum() == notes["flagged"]  # its label-free cut: as many windows as the fusion flags
     llm = pq.read_table(run / "llm_labels" / "system=BGL").to_pandas()
     assert set(llm["purpose"]) == {"generallog", "llm-only"} and (llm["purpose"] == "llm-only").sum() == 2000
     gl = pq.read_table(run / "modes" / "generallog" / "scores" / "system=BGL").to_pandas()
@@ -162,6 +180,7 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     metrics = json.loads((run / "report" / "metrics.json").read_text())
     html = (run / "report" / "report.html").read_text()
     assert "fusionlog" in json.dumps(metrics) and "plot-xsim" in html and "plot-rounds" in html
+    assert "Distillation on the agreeing views, round 2" in html
 
 
 def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], double: FakeOpenAIEndpoint,

@@ -56,6 +56,10 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
                          "rounds": [{k: r.get(k) for k in ("round", "epsilon", "labeled", "agreed", "kept",
                                                            "kept_total", "clean_ratio", "f1_labeled")}
                                     for r in ev["rounds"]],
+                         "views_rounds": [{k: r.get(k) for k in ("round", "epsilon", "confidence", "kept_total",
+                                                                 "kept_precision", "kept_precision_anomalous",
+                                                                 "kept_precision_normal", "roc_auc")}
+                                          for r in ev.get("views_rounds") or []],
                          "route": {"tau": state.route.tau, "general": state.route.general,
                                    "proprietary": state.route.proprietary}})
     ceiling = (ev.get("signature_ceiling") or {}).get("best_f1")
@@ -70,13 +74,22 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
     return out
 
 
+def _kept(rounds: list[dict]) -> str:
+    """The last round's kept pool: ``normal/anomalous (precision)``; ``-`` when the distillation did not run."""
+    if not rounds:
+        return "-"
+    last = rounds[-1]
+    kt, prec = last.get("kept_total") or [0, 0], last.get("kept_precision")
+    return f"{kt[0]}/{kt[1]}" + ("" if prec is None else f" ({prec:.3f})")
+
+
 def markdown(rows: list[dict]) -> str:
     """One line per experiment: F1 (mean ± std over seeds) of each mode and baseline, LLM calls, wall time; a target
     whose labels cap every sequence-based detector below :data:`MEASURABLE` says so (e.g. OpenStack's file-level
     labels, ceiling F1 0.18)."""
     cols = columns(rows)
-    head = ["experiment", "target windows (anom.)", *cols, "LLM calls per seed (events + windows)",
-            "wall s per seed"]
+    head = ["experiment", "target windows (anom.)", *cols, "distilled on agreeing views: kept normal/anomalous, "
+            "kept-pool precision (last round, per seed)", "LLM calls per seed (events + windows)", "wall s per seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = r["experiment"]
@@ -86,6 +99,7 @@ def markdown(rows: list[dict]) -> str:
         for m in cols:
             s = r["summary"].get(m)
             cells.append("-" if s is None else f"{s['mean']:.3f}" + (f" ± {s['std']:.3f}" if s["n"] > 1 else ""))
+        cells.append(" / ".join(_kept(s.get("views_rounds") or []) for s in r["seeds"]))
         cells.append(" / ".join(f"{s.get('llm_event_calls', 0)} + {s['llm_calls']}" for s in r["seeds"]))
         cells.append(" / ".join(f"{s['wall_seconds']:.0f}" for s in r["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")

@@ -18,7 +18,7 @@ from fusionlog.evaluate.data_checks import label_balance, signature_ceiling
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.io import atomic_write_text
 from fusionlog.methods import get, names
-from fusionlog.rundir import method_notes_file, method_scores_dir, run_metrics_file
+from fusionlog.rundir import method_notes_file, method_scores_dir, run_metrics_file, views_kept_dir
 from fusionlog.stages import EvaluateOut
 from fusionlog.train.data import read_windows
 
@@ -66,9 +66,42 @@ def _by_route(y: np.ndarray, score: np.ndarray, route: np.ndarray, th: float, pr
     return out
 
 
-def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: list[dict]) -> EvaluateOut:
-    """Metrics of every scored method (``modes/<method>/scores``) on the labeled target windows, and F1 of each
-    distillation round's model (``rounds``); {} parts when unlabeled."""
+def views_precision(run: Path, target: str, rounds: list[dict], ids: list[str], y: np.ndarray) -> list[dict]:
+    """Per round of the distillation on the agreeing views: the precision of the kept pool so far (all, and per
+    pseudo-label class: the share of windows kept as anomalous that are, and as normal that are), and the
+    ROC-AUC of the round's model (evaluation only)."""
+    from sklearn.metrics import roc_auc_score
+
+    from fusionlog.model.score import score_system
+
+    d = views_kept_dir(run, target)
+    if not rounds or not d.is_dir():
+        return []
+    kept = pq.read_table(d).to_pylist()
+    truth = dict(zip(ids, y.tolist(), strict=True))
+    out = []
+    for r in rounds:
+        r = dict(r)
+        pool = [(k["label"], truth[k["window_id"]]) for k in kept
+                if k["round"] <= r["round"] and k["window_id"] in truth]
+        right = [int(p == t) for p, t in pool]
+        r["kept_precision"] = float(np.mean(right)) if right else None
+        for c, name in ((1, "anomalous"), (0, "normal")):
+            cls = [int(p == t) for p, t in pool if p == c]
+            r[f"kept_precision_{name}"] = float(np.mean(cls)) if cls else None
+        if r.get("model_dir") and 0 < y.sum() < len(y):
+            wid, s = score_system(run, Path(r["model_dir"]), target)
+            pos = dict(zip(wid, s.tolist(), strict=True))
+            r["roc_auc"] = float(roc_auc_score(y, [pos[i] for i in ids]))
+        out.append(r)
+    return out
+
+
+def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: list[dict],
+                 views_rounds: list[dict] | None = None) -> EvaluateOut:
+    """Metrics of every scored method (``modes/<method>/scores``) on the labeled target windows, F1 of each
+    distillation round's model (``rounds``) and the kept pool's precision of each round of the distillation on
+    the agreeing views (``views_rounds``); {} parts when unlabeled."""
     from fusionlog.model.score import score_system
 
     run = Path(run)
@@ -97,6 +130,7 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
             pos = dict(zip(wid, s.tolist(), strict=True))
             r["f1_labeled"] = binary_metrics(y, np.array([pos[i] for i in ids]), th)["f1"]
     result["rounds"] = rounds
+    result["views_rounds"] = views_precision(run, exp.target, views_rounds or [], ids, y) if len(ids) else []
     atomic_write_text(run_metrics_file(run), json.dumps(result, indent=2, default=float))
     return EvaluateOut(len(ids), {m: v["all"]["f1"] for m, v in result["methods"].items()},
                        [r.get("f1_labeled") for r in rounds])

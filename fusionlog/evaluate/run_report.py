@@ -125,6 +125,23 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
     return out
 
 
+def views_notes(rounds: list[dict]) -> list[str]:
+    """One line per round of the distillation on the agreeing views (kept-pool precision: evaluation only)."""
+    out = []
+    for r in rounds:
+        cand, kept, total = r.get("candidates") or [0, 0], r.get("kept") or [0, 0], r.get("kept_total") or [0, 0]
+        line = (f"Distillation on the agreeing views, round {r['round']}: ε {float(r['epsilon']):.2f}; candidates "
+                f"(all voting views agree) {cand[0]} normal / {cand[1]} anomalous; kept {kept[0]} / {kept[1]} new, "
+                f"{total[0]} / {total[1]} in all; confidence from the {r.get('confidence')}")
+        if r.get("kept_precision") is not None:
+            pa_, pn = r.get("kept_precision_anomalous"), r.get("kept_precision_normal")
+            line += (f"; kept-pool precision {r['kept_precision']:.3f} (anomalous "
+                     f"{'-' if pa_ is None else f'{pa_:.3f}'}, normal {'-' if pn is None else f'{pn:.3f}'}; "
+                     f"evaluation only)")
+        out.append(line + ".")
+    return out
+
+
 def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> Path:
     run, target = Path(run), exp.target
     routes = pq.read_table(table_dir(run, "routes", target)).to_pandas()
@@ -166,6 +183,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
     if not ev.get("labeled"):
         notes.append(f"{target} has no labels here: the report shows scores, not their quality.")
     notes += fusion_notes(run, exp.run.mode, summaries.get("judge") or {})
+    notes += views_notes(ev.get("views_rounds") or distill.get("views_rounds") or [])
     if exp.llm.get("backend") == "openai" and "test-double" in str(exp.llm.get("model", "")):
         notes.append("The LLM of this run is a TEST DOUBLE (a keyword rule): its labels are not an LLM's.")
     data = ReportData(

@@ -20,6 +20,10 @@ every event's P(yes) lies in 0.63–0.94 on BGL_2k and HDFS, routine ones includ
   the model tells apart, not how many are faults (centering on the batch mean would assume half). With fewer
   than :data:`MIN_MIXTURE` events it falls back to ``score_cf``.
 
+**Two framings** (``counter``: e.g. ``event_routine_v1``, "is it part of routine, normal operation?"): every
+event is asked both questions and scored :func:`both_framings` before the calibration; a bias towards "yes" that
+both answers share cancels. It doubles the calls; docs/llm.md has what it gains.
+
 Answers are cached per (model, prompt version, event text) in the run's LLM cache. An endpoint that returns no
 log-probabilities still answers (1/0 from its generated word): the stats say so and the stage warns loudly.
 """
@@ -43,7 +47,7 @@ from fusionlog.llm.prompt import Prompt, clean, load_prompt
 
 CONTENT_FREE = ("N/A", "", "[MASK]")
 EVENT_SCORES = pa.schema([("template_id", pa.int64()), ("p_yes", pa.float64()), ("score", pa.float64()),
-                          ("score_cf", pa.float64()), ("kind", pa.string())])
+                          ("score_cf", pa.float64()), ("kind", pa.string()), ("p_counter", pa.float64())])
 EPS = 1e-4
 MIN_MIXTURE = 6  # events needed to fit the two-component mixture (else: contextual calibration)
 
@@ -95,6 +99,15 @@ def mixture_scores(p: list[float]) -> list[float] | None:
     return gm.predict_proba(z)[:, upper].tolist()
 
 
+def both_framings(p: float, q: float | None) -> float:
+    """P(yes) to "is it a failure?" (``p``) and to the opposite framing "is it routine?" (``q``) as one probability,
+    ``sigmoid((logit(p) - logit(q)) / 2)``: a bias towards "yes" that both answers share cancels (``q`` None: ``p``)."""
+    if q is None:
+        return p
+    z = (logit(p) - logit(q)) / 2
+    return 1.0 / (1.0 + math.exp(-z))
+
+
 def calibrate(p: float, p_cf: float) -> float:
     """``sigmoid(logit(p) - logit(p_cf))`` (contextual calibration; see the module docstring)."""
     p, p_cf = min(max(p, EPS), 1 - EPS), min(max(p_cf, EPS), 1 - EPS)
@@ -105,7 +118,7 @@ def calibrate(p: float, p_cf: float) -> float:
 @dataclass
 class JudgeStats:
     events: int = 0
-    asked: int = 0  # events sent to the LLM (the rest came from the cache)
+    asked: int = 0  # questions about the events sent to the LLM (the rest came from the cache): the LLM calls
     cache_hits: int = 0
     abstained: int = 0  # events without a probability (score null: no evidence either way)
     no_logprobs: int = 0  # answers without log-probabilities (read from the generated word: 1 or 0)
@@ -136,70 +149,79 @@ def _key(system: str, ev: Event) -> str:
 def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: list[Event], prompt: str = "event_v1",
           cache: ProbabilityCache | None = None, concurrency: int = 8,
           progress: Callable[[int, int], None] | None = None, model: str | None = None,
-          ) -> tuple[pa.Table, JudgeStats]:
+          counter: str | None = None) -> tuple[pa.Table, JudgeStats]:
     """P(yes) of every event and its calibrated score (:data:`EVENT_SCORES` rows), and the stats. ``client`` may be
     a function that connects (e.g. starts the LLM service): it is called only when the cache lacks an answer, and
-    then ``model`` (the cache key's model name) must be given."""
+    then ``model`` (the cache key's model name) must be given. ``counter``: a prompt asking the opposite question
+    ("is it routine?"); each event is then asked both and scored by :func:`both_framings` (twice the calls)."""
     from fusionlog.llm.label import describe
 
-    p = load_prompt(prompt)
+    prompts = [load_prompt(prompt), *([load_prompt(counter)] if counter else [])]
     desc = describe(system)
     st = JudgeStats(events=len(events))
     t0 = time.perf_counter()
     free = [Event(-1 - i, text) for i, text in enumerate(CONTENT_FREE)]
-    items = [*free, *events]
-    got: dict[int, tuple[float | None, str]] = {}
+    items = [(k, ev) for k in range(len(prompts)) for ev in [*free, *events]]
+    got: dict[tuple[int, int], tuple[float | None, str]] = {}
     todo = []
     if isinstance(client, ChatClient):
         model = client.model
     elif model is None:
         raise ValueError("judge: give the model name with a client factory")
-    for ev in items:
-        hit = cache.get(model, p.version, _key(desc, ev)) if cache else None
+    for k, ev in items:
+        hit = cache.get(model, prompts[k].version, _key(desc, ev)) if cache else None
         if hit is not None:
-            got[ev.template_id] = hit
+            got[k, ev.template_id] = hit
             st.cache_hits += ev.template_id >= 0
         else:
-            todo.append(ev)
+            todo.append((k, ev))
 
     conn = (client if isinstance(client, ChatClient) else client()) if todo else None
 
-    def ask(ev: Event) -> tuple[Event, Answer]:
+    def ask(item: tuple[int, Event]) -> tuple[int, Event, Answer]:
         assert conn is not None
-        return ev, conn.yes_probability(messages(p, desc, ev))
+        k, ev = item
+        return k, ev, conn.yes_probability(messages(prompts[k], desc, ev))
 
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for ev, ans in pool.map(ask, todo):
+        for k, ev, ans in pool.map(ask, todo):
             done += 1
             st.asked += ev.template_id >= 0
             if ans.value is None:
-                got[ev.template_id] = (None, ans.kind)
-                st.abstained += ev.template_id >= 0
+                got[k, ev.template_id] = (None, ans.kind)
                 if len(st.problems) < 10:
-                    st.problems.append(f"event {ev.template_id}: {ans.reason}")
+                    st.problems.append(f"event {ev.template_id} ({prompts[k].version}): {ans.reason}")
             else:
-                got[ev.template_id] = (ans.value, ans.kind)
+                got[k, ev.template_id] = (ans.value, ans.kind)
                 st.no_logprobs += ans.kind == "no-logprobs" and ev.template_id >= 0
                 if cache:
-                    cache.put(model, p.version, _key(desc, ev), ans.value, ans.kind)
+                    cache.put(model, prompts[k].version, _key(desc, ev), ans.value, ans.kind)
             if progress:
                 progress(done, len(todo))
-    cf = [got[e.template_id][0] for e in free if got[e.template_id][0] is not None]
+
+    def combined(tid: int) -> float | None:
+        p = got[0, tid][0]
+        return None if p is None else both_framings(p, got[1, tid][0] if counter else None)
+
+    cf = [v for e in free if (v := combined(e.template_id)) is not None]
     st.p_cf = sum(cf) / len(cf) if cf else 0.5
-    answered = [ev.template_id for ev in events if got[ev.template_id][0] is not None]
-    mixed = mixture_scores([got[t][0] for t in answered])  # type: ignore[misc]
+    value = {ev.template_id: combined(ev.template_id) for ev in events}
+    st.abstained = sum(v is None for v in value.values())
+    answered = [t for t, v in value.items() if v is not None]
+    mixed = mixture_scores([value[t] for t in answered])  # type: ignore[misc]
     st.calibration = "mixture" if mixed is not None else "content-free"
     upper = dict(zip(answered, mixed or [], strict=False))
     rows = {k: [] for k in EVENT_SCORES.names}
     for ev in events:
-        value, kind = got[ev.template_id]
-        cf = None if value is None else calibrate(value, st.p_cf)
+        v = value[ev.template_id]
+        cal = None if v is None else calibrate(v, st.p_cf)
         rows["template_id"].append(ev.template_id)
-        rows["p_yes"].append(value)
-        rows["score"].append(upper.get(ev.template_id, cf))
-        rows["score_cf"].append(cf)
-        rows["kind"].append(kind)
+        rows["p_yes"].append(got[0, ev.template_id][0])
+        rows["score"].append(upper.get(ev.template_id, cal))
+        rows["score_cf"].append(cal)
+        rows["kind"].append(got[0, ev.template_id][1])
+        rows["p_counter"].append(got[1, ev.template_id][0] if counter else None)
     st.seconds = time.perf_counter() - t0
     return pa.table(rows, schema=EVENT_SCORES), st
 

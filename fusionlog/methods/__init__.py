@@ -40,6 +40,7 @@ class Needs:
     llm: tuple[str, ...] = ()  # LLM verdicts of PURPOSES
     distill: bool = False  # the distillation rounds (their verdicts on the proprietary windows are "generallog")
     judge: bool = False  # the LLM's judgment of each target event (event_scores/)
+    views: bool = False  # the small model distilled on the windows the label-free views agree on
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Artifacts:
     ids: list[str]  # the target's window ids, in output order
     routes: dict[str, str]  # window id -> general | proprietary
     threshold: float  # P(anomalous) >= threshold -> anomalous
-    models: dict[str, str]  # general | no-router | distilled -> model directory
+    models: dict[str, str]  # general | no-router | distilled | views -> model directory
     rounds: int  # distillation rounds run (0: none)
     small: Callable[[str], dict[str, float]]  # model directory -> P(anomalous) by window id
     llm: Callable[[str], dict[str, float | None]]  # purpose -> P(anomalous) by window id (None: abstained)
