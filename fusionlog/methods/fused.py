@@ -4,8 +4,8 @@ The voting views are registered methods, each computed on the target itself with
 LLM's event judgment (``llm-events``), ``severity`` (where the system logs levels) and, where windows are sessions
 of several events, the statistics of their composition (``rarity``, ``pca``). On one-line windows those two do not
 vote: a line's "rarest event" is its own template, and on a line-level log the rare templates are the long tail
-of every message kind (BGL_2k: 19 % of the lines, among them the detail lines of register dumps), not sessions
-that break the usual composition; both are still scored as baselines. A window is anomalous when a strict
+of every message kind (detail lines of multi-line reports among them; docs/pipeline.md has the measurement),
+not sessions that break the usual composition; both are still scored as baselines. A window is anomalous when a strict
 majority of the voting views flags it (two voting views: both). A view that flags every window or none does not
 vote; nor does one that Dawid–Skene, from the target alone, finds inverted. The transferred small model
 (``general-only``, the paper's general branch) is scored beside them and checked against the fused decision
