@@ -334,6 +334,9 @@ class ModelConfig(_Model):
     layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_len: int = Field(512, ge=1)  # longer windows keep their last max_len templates
+    # system-agnostic features beside each template's vector (fusionlog.model.features): severity, rarity (log
+    # document frequency in its own system), llm (the LLM's event score: the judge stage asks the sources' events too)
+    event_features: list[Literal["severity", "rarity", "llm"]] = ["severity", "rarity", "llm"]
 
 
 class TrainConfig(_Model):
@@ -545,7 +548,9 @@ class LLMConfig(_Model):
     structured: bool = True  # send the JSON schema as response_format (all vLLM / llama.cpp / Ollama do)
     cache_dir: str = "~/.cache/fusionlog/models"  # where `fusionlog models prepare` puts converted models
     prompt: str = "label_v2"  # fusionlog/llm/prompts/<prompt>.txt (docs/llm.md: v1 vs v2)
-    event_prompt: str = "event_v1"  # the yes/no question about one event (fusionlog/llm/judge.py)
+    # the yes/no question about one event (fusionlog/llm/judge.py): its message and component, not its level (the
+    # level is severity's view; docs/llm.md); event_v1 also shows the level
+    event_prompt: str = "event_content_v1"
     # the opposite question ("is it routine?", event_routine_v1): every event asked both, twice the calls
     event_counter_prompt: str | None = None
     max_tokens: int = Field(128, ge=16)

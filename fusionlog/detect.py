@@ -91,7 +91,8 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     mode = exp.run.mode
     scored = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})  # the run's method only
     ctx = Ctx(out, scored, load_llm(overrides=exp.llm), say, state, reporter=reporter or Reporter())
-    if get(mode).needs.judge:  # the LLM judges the new archives' events (those it judged before: cache hits)
+    if get(mode).needs.judge or (get(mode).needs.models and "llm" in exp.model.event_features):
+        # the LLM judges the new archives' events (those it judged before: cache hits)
         try:
             state.judge = judge_stage(ctx, run)
         finally:

@@ -49,9 +49,18 @@ def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None) -> st
             f"{res.quarantined} quarantined")
 
 
+def levels_maps(exp: ExperimentConfig) -> dict[str, dict[str, str]]:
+    """Each dataset's ``levels:`` map (raw logs; event-sequence sets have no levels)."""
+    return {name: dict(load_system(spec.system or name).levels) if spec.kind == "raw" else {}
+            for name, spec in exp.datasets.items()}
+
+
 def prepare(exp: ExperimentConfig, run: Path, force: bool = False) -> Prepared:
-    """Ingest the datasets (those not in ``run`` yet, or all with ``force``), embed, route."""
+    """Ingest the datasets (those not in ``run`` yet, or all with ``force``), write their ``events/``, embed,
+    route. (The LLM's event scores, which the small model's ``llm`` feature reads, come from the judge stage:
+    ``fusionlog run <experiment> --until judge``.)"""
     from fusionlog.embed.stage import embed
+    from fusionlog.events import write_events
     from fusionlog.route.stage import route
     from fusionlog.rundir import table_dir
 
@@ -61,6 +70,8 @@ def prepare(exp: ExperimentConfig, run: Path, force: bool = False) -> Prepared:
             out.datasets[name] = "already ingested"
             continue
         out.datasets[name] = ingest_dataset(name, spec, run)
+    for name, levels in levels_maps(exp).items():
+        write_events(run, name, levels)
     out.embedded = embed(run, load_embed()).encoded
     out.route = route(run, exp.sources, exp.target, exp.route, sweep=True)
     return out

@@ -1,7 +1,9 @@
-"""``fusionlog run``: ingest -> events -> embed -> route -> train -> judge -> distill -> detect -> evaluate -> report.
+"""``fusionlog run``: ingest -> events -> embed -> route -> judge -> train -> distill -> detect -> evaluate -> report.
 
-The LLM's two stages (judge: one question per event; distill: window labels and rounds) are adjacent and share one
-LLM service session (:meth:`Ctx.client`: started by the first that needs it, stopped after distill).
+The LLM's two stages (judge: one question per event, before train since the small model reads the event scores;
+distill: window labels and rounds) share one LLM service session (:meth:`Ctx.client`: started by the first that
+needs it; stopped after judge when no chosen method asks the LLM about windows, else after distill: training runs
+beside the idle replica).
 
 Each stage is a function of (run, experiment) that writes its outputs atomically, then a marker
 ``<run>/stages/<stage>.json`` with the hash of its inputs and config (chained through the previous stage's
@@ -59,7 +61,7 @@ from fusionlog.stages import (
     to_json,
 )
 
-STAGES = ("ingest", "events", "embed", "route", "train", "judge", "distill", "detect", "evaluate", "report")
+STAGES = ("ingest", "events", "embed", "route", "judge", "train", "distill", "detect", "evaluate", "report")
 
 
 @dataclass
@@ -104,7 +106,11 @@ class Ctx:
         return any(x.needs.distill for x in self.methods)
 
     def need_judge(self) -> bool:
-        return any(x.needs.judge for x in self.methods)
+        return any(x.needs.judge for x in self.methods) or bool(self.judged_sources())
+
+    def judged_sources(self) -> list[str]:
+        """The sources whose events the LLM judges too: the small model's ``llm`` event feature needs them."""
+        return list(self.exp.sources) if self.need_models() and "llm" in self.exp.model.event_features else []
 
     def need_views(self) -> bool:
         return any(x.needs.views for x in self.methods)
@@ -135,7 +141,9 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
                  for x in [*spec.inputs, *spec.labels, *([spec.templates] if spec.templates else []), *spec.sequences]]
         return [exp.datasets, files, load_ingest()]
     if stage == "events":
-        return [_levels(exp), "events-v1"]
+        from fusionlog.experiment import levels_maps
+
+        return [levels_maps(exp), "events-v1"]
     if stage == "judge":
         if not ctx.need_judge():
             return None
@@ -146,7 +154,7 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         if ctx.llm.event_counter_prompt:  # (absent when unset: earlier runs' judge stays up to date)
             llm["event_counter_prompt"] = load_prompt(ctx.llm.event_counter_prompt).version
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
-                "judge-v2"]
+                ctx.judged_sources(), "judge-v2"]
     if stage == "embed":
         return load_embed()
     if stage == "route":
@@ -222,7 +230,7 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
                 setattr(ctx.state, stage, out)
                 ctx.say(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
             prev = key
-            if stage == "distill":
+            if stage == "distill" or (stage == "judge" and not ctx.need_llm()):
                 ctx.close_llm()  # no later stage asks the LLM: its CPUs and memory go back
             if stage == until:
                 break
@@ -241,49 +249,51 @@ def _ingest(ctx: Ctx) -> IngestOut:
                       for name, spec in ctx.exp.datasets.items()})
 
 
-def _levels(exp: ExperimentConfig) -> dict[str, dict[str, str]]:
-    """Each dataset's ``levels:`` map (raw logs; event-sequence sets have no levels)."""
-    from fusionlog.config import load_system
-
-    return {name: dict(load_system(spec.system or name).levels) if spec.kind == "raw" else {}
-            for name, spec in exp.datasets.items()}
-
-
 def _events(ctx: Ctx) -> EventsOut:
     from fusionlog.events import write_events
+    from fusionlog.experiment import levels_maps
 
-    return EventsOut({name: write_events(ctx.run, name, levels) for name, levels in _levels(ctx.exp).items()})
+    return EventsOut({name: write_events(ctx.run, name, levels) for name, levels in levels_maps(ctx.exp).items()})
 
 
 def _judge(ctx: Ctx) -> JudgeOut:
-    """The LLM's judgment of every target event (``event_scores/``), when a chosen method needs it."""
-    return judge_stage(ctx) if ctx.need_judge() else JudgeOut()
+    """The LLM's judgment of every target event (``event_scores/``) when a chosen method needs it, and of the
+    sources' events when the small model reads them (``model.event_features``)."""
+    return judge_stage(ctx, sources=ctx.judged_sources()) if ctx.need_judge() else JudgeOut()
 
 
-def judge_stage(ctx: Ctx, cache_run: Path | None = None) -> JudgeOut:
-    """Judge the target's events in ``ctx.run`` with the LLM cache of ``cache_run`` (default: ``ctx.run``; detect
-    passes the finished run's, so events it judged before are cache hits). The service starts only if the cache
-    lacks an answer, and stays up (:meth:`Ctx.client`) until the caller closes it."""
+def judge_stage(ctx: Ctx, cache_run: Path | None = None, sources: list[str] | None = None) -> JudgeOut:
+    """Judge the events of the target (and of ``sources``) in ``ctx.run`` with the LLM cache of ``cache_run``
+    (default: ``ctx.run``; detect passes the finished run's, so events it judged before are cache hits). The
+    service starts only if the cache lacks an answer, and stays up (:meth:`Ctx.client`) until the caller closes
+    it. Each system is calibrated on its own events."""
     from fusionlog.llm.cache import ProbabilityCache
     from fusionlog.llm.endpoint import model_name
     from fusionlog.llm.judge import events_of, judge, write_event_scores
 
     target = ctx.exp.target
     cache = ProbabilityCache(llm_cache_file(cache_run or ctx.run))
+    stats, warnings = {}, []
     try:
-        with ctx.reporter.bar("judge: LLM event questions") as tick:
-            table, st = judge(ctx.client, target, events_of(ctx.run, target), ctx.llm.event_prompt, cache,
-                              ctx.llm.concurrency, tick, model=model_name(ctx.llm),
-                              counter=ctx.llm.event_counter_prompt)
+        for system in [target, *(sources or [])]:
+            with ctx.reporter.bar(f"judge: LLM questions on {system}'s events") as tick:
+                table, st = judge(ctx.client, system, events_of(ctx.run, system), ctx.llm.event_prompt, cache,
+                                  ctx.llm.concurrency, tick, model=model_name(ctx.llm),
+                                  counter=ctx.llm.event_counter_prompt)
+            write_event_scores(ctx.run, system, table)
+            ctx.say(f"judge {system}: {st.line()}")
+            warnings += [f"{system}: {w}" for w in [st.warning()] if w]
+            stats[system] = st
     finally:
         cache.close()
-    write_event_scores(ctx.run, target, table)
-    ctx.say(f"judge: {st.line()}")
-    warnings = [w for w in [st.warning()] if w]
     for w in warnings:
         ctx.say(f"WARNING: {w}")
+    st = stats[target]
     return JudgeOut(target, st.events, st.asked, st.cache_hits, st.abstained, st.no_logprobs, st.p_cf,
-                    st.calibration, st.seconds, warnings)
+                    st.calibration, st.seconds, warnings,
+                    {s: {"events": x.events, "asked": x.asked, "cache_hits": x.cache_hits, "abstained": x.abstained,
+                         "calibration": x.calibration, "seconds": round(x.seconds, 1)}
+                     for s, x in stats.items() if s != target})
 
 
 def _embed(ctx: Ctx) -> EmbedOut:

@@ -25,7 +25,8 @@ class EventsOut:
 
 @dataclass
 class JudgeOut:
-    """The LLM's event judgment of the target (fusionlog.llm.judge.JudgeStats; empty when no method needs it)."""
+    """The LLM's event judgment of the target (fusionlog.llm.judge.JudgeStats; empty when no method needs it), and
+    per source judged for the small model's ``llm`` event feature: its counts."""
 
     system: str = ""
     events: int = 0
@@ -37,6 +38,7 @@ class JudgeOut:
     calibration: str = ""
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    sources: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass

@@ -43,4 +43,4 @@ def test_experiment_commands_name_what_is_wrong(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", "hdfs_to_openstack", "--run", str(tmp_path), "--objective", "bogus"])
     assert r.exit_code == 2 and "objective" in r.output
     r = runner.invoke(app, ["train", "hdfs_to_openstack", "--run", str(tmp_path)])  # nothing prepared yet
-    assert r.exit_code == 2 and "fusionlog embed" in r.output
+    assert r.exit_code == 2 and "run the events stage" in r.output  # the first stage missing that train reads

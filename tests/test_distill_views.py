@@ -52,6 +52,16 @@ def test_polarity_is_checked_against_the_fused_decision() -> None:
     assert polarity_auc(np.array([0.5] * 5), np.zeros(5, int)) is None
 
 
-def test_the_distilled_cut_flags_exactly_k_windows() -> None:
+def test_the_distilled_cut_is_a_threshold_near_k_windows() -> None:
     s = np.array([0.2, 0.9, 0.9, 0.1, 0.5])
     assert top_k(s, 2).tolist() == [False, True, True, False, False] and top_k(s, 0).sum() == 0
+    # equal scores (identical windows) get one label: the tie at the cut is taken whole or left, nearer k wins
+    s = np.array([0.9, 0.7, 0.7, 0.7, 0.1, 0.1])
+    assert top_k(s, 3).tolist() == [True, True, True, True, False, False]  # 4 is 1 from k, 1 is 2 from k
+    assert top_k(s, 2).tolist() == [True, False, False, False, False, False]  # 1 is 1 from k, 4 is 2 from k
+    assert top_k(np.array([0.9, 0.5, 0.5, 0.1]), 2).sum() == 3  # a draw (1 or 3 for k = 2): the group whole
+    assert top_k(s, 1).tolist() == [True, False, False, False, False, False]
+    assert top_k(s, 10).all()
+    for k in range(7):  # always a threshold: every flagged window scores above every unflagged one
+        f = top_k(s, k)
+        assert not f.any() or f.all() or s[f].min() > s[~f].max()

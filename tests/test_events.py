@@ -63,3 +63,41 @@ def test_sequence_sets_have_unknown_levels(data: Path, tmp_path: Path) -> None:
                      tmp_path)
     ev = build_events(tmp_path, "HDFS").to_pandas()
     assert set(ev["level"]) == {"unknown"} and ev["first_file"].isna().all() and ev["count"].sum() > 0
+
+
+def test_event_features_mean_the_same_on_every_system(bgl: Path, data: Path, tmp_path: Path) -> None:
+    """Severity on one scale where levels are logged (none where not), rarity from the system's own windows; the
+    LLM feature needs the judge's scores and says how to get them."""
+    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
+    from fusionlog.methods.severity import SCORE
+    from fusionlog.model.features import event_features
+
+    ev = read_events(bgl, "BGL").to_pandas().set_index("template_id")
+    f = event_features(bgl, "BGL", ["rarity", "severity"])  # columns in a fixed order: severity, logged, rarity
+    assert set(f) == set(ev.index) and all(v.shape == (3,) for v in f.values())
+    assert all(f[t][0] == SCORE[ev.loc[t, "level"]] and f[t][1] == 1.0 for t in f)
+    rare = {t: v[2] for t, v in f.items()}
+    assert all(0.0 <= r <= 1.0 for r in rare.values())
+    once, most = ev["windows"].idxmin(), ev["windows"].idxmax()
+    assert rare[once] == 1.0 and rare[most] == min(rare.values()) and rare[most] < 0.5
+    with pytest.raises(FileNotFoundError, match="BGL's events were not judged.*--until judge"):
+        event_features(bgl, "BGL", ["llm"])
+    ingest_sequences("HDFS", data / "HDFS/HDFS_templates.csv", [parse_spec(f"{data}/HDFS/hdfs_train.gz:normal")],
+                     tmp_path)
+    write_events(tmp_path, "HDFS")
+    seq = event_features(tmp_path, "HDFS", ["severity"])
+    assert all(v.tolist() == [0.0, 0.0] for v in seq.values())  # no levels logged: severity says nothing
+
+
+def test_severity_is_learned_only_from_levelled_labels_for_a_levelled_target() -> None:
+    """A feature constant in training (no labeled system logs levels) or absent on the target (it logs none) is
+    left out of the model, with a note saying which system lacks levels."""
+    from fusionlog.model.features import learnable
+
+    names = ["severity", "rarity", "llm"]
+    assert learnable(names, {"BGL": True}, {"Thunderbird": True}) == (names, [])
+    kept, notes = learnable(names, {"HDFS": False, "OpenStack": False}, {"BGL": True})
+    assert kept == ["rarity", "llm"] and "HDFS, OpenStack" in notes[0] and "learns labels" in notes[0]
+    kept, notes = learnable(names, {"BGL": True}, {"HDFS": False})
+    assert kept == ["rarity", "llm"] and "target (HDFS) logs no levels" in notes[0]
+    assert learnable(["rarity"], {"HDFS": False}, {"BGL": True}) == (["rarity"], [])

@@ -116,6 +116,20 @@ def test_event_text_is_quoted_data_and_injection_is_withheld() -> None:
     assert "yes or no" in m[-1]["content"]
 
 
+def test_the_default_question_reads_the_message_not_the_level() -> None:
+    """The level is the severity view's evidence: the default event question shows message and component only,
+    so the LLM's view and severity's do not read the same field (event_v1 still shows it)."""
+    from fusionlog.config import LLMConfig, load_llm
+
+    ev = Event(5, "machine check interrupt", "fatal", "KERNEL")
+    for name in (LLMConfig().event_prompt, load_llm().event_prompt):
+        m = messages(load_prompt(name), "BGL", ev)[-1]["content"]
+        assert "KERNEL" in m and json.dumps(ev.template) in m and "fatal" not in m.lower() and "level" not in m.lower()
+    assert "Level: fatal" in messages(load_prompt("event_v1"), "BGL", ev)[-1]["content"]
+    counter = messages(load_prompt("event_routine_content_v1"), "BGL", ev)[-1]["content"]
+    assert "fatal" not in counter.lower() and "routine" in counter
+
+
 def test_the_counter_framing_cancels_a_shared_yes_bias(tmp_path: Path) -> None:
     """A model that says "yes" to both questions: asked only "is it a failure?" every event looks like one; with
     "is it routine?" asked too, the events it calls routine more readily than failed score below 0.5."""

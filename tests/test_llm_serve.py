@@ -189,6 +189,7 @@ def test_distillation_round_keeps_and_fine_tunes_beside_the_served_llm(served: t
                                    "sequences": [f"{op}/openstack_test_normal.gz:normal"]}},
         "sources": ["HDFS"], "target": "OpenStack",
         "train": {"steps": 20, "eval_every": 10, "resource_wait_s": 120},
+        "model": {"event_features": []},  # the events are not judged here
         "distill": {"rounds": 1, "finetune_steps": 10, "epsilon": 0.5001, "floor": 0.5001, "min_new": 1,
                     "max_class_ratio": None},
     })

@@ -23,7 +23,7 @@ from fusionlog.train.data import build_bundle, time_slices
 from fusionlog.train.steps import Batch, meta_step, supervised_step
 
 FAST = {"steps": 40, "eval_every": 20, "batch_size": 32}
-SMALL = ModelConfig(hidden=16, layers=1, dropout=0.0)
+SMALL = ModelConfig(hidden=16, layers=1, dropout=0.0, event_features=[])
 
 
 def _model(seed: int = 0) -> SmallModel:
@@ -145,6 +145,40 @@ def test_train_with_ray_train_end_to_end(run: Path) -> None:
     assert np.all((scores >= 0) & (scores <= 1)) and scores.std() > 0
     again = train(run, ["HDFS"], "OpenStack", cfg, SMALL)
     assert again.reused and again.best_step == res.best_step
+
+
+def test_event_features_widen_the_template_table_and_travel_with_the_model(run: Path) -> None:
+    """Severity and rarity beside each template's vector, from each system's own windows; the scorer rebuilds
+    the same table from model.json; a different feature set is a different model (not reused)."""
+    from fusionlog.events import write_events
+    from fusionlog.model.features import event_features
+    from fusionlog.model.score import WindowScorer
+    from fusionlog.train.stage import train
+
+    for system in ("HDFS", "OpenStack"):
+        write_events(run, system)
+    feats = ["severity", "rarity"]
+    b, index = build_bundle(run, ["HDFS"], "OpenStack", slices=4, max_len=512, max_train_windows=10**6,
+                            features=feats)
+    assert b.vectors.shape == (len(index.row), 384 + 3)
+    plain, _ = build_bundle(run, ["HDFS"], "OpenStack", slices=4, max_len=512, max_train_windows=10**6)
+    assert np.array_equal(b.vectors[:, :384], plain.vectors)  # the semantic part is untouched
+    hdfs = event_features(run, "HDFS", feats)
+    row = index.row[("HDFS", next(iter(hdfs)))] - 1
+    assert np.array_equal(b.vectors[row, 384:], hdfs[next(iter(hdfs))])
+    assert not b.vectors[:, 384:386].any()  # sequence sets log no levels: severity and "logged" are 0
+    rarity = b.vectors[:, 386]
+    assert rarity.min() >= 0 and rarity.max() <= 1 and rarity.std() > 0
+    cfg = TrainConfig(objective="meta_align", seed=2, steps=10, eval_every=10, batch_size=16)
+    mcfg = SMALL.model_copy(update={"event_features": feats})
+    res = train(run, ["HDFS"], "OpenStack", cfg, mcfg)
+    meta = json.loads((Path(res.model_dir) / "model.json").read_text())
+    # HDFS, the only labeled system, logs no levels: severity would be constant in training, so it is left out
+    assert meta["model"]["event_features"] == ["rarity"] and any("'severity' not used" in n for n in res.notes)
+    scorer = WindowScorer(run, Path(res.model_dir), ["OpenStack"])
+    assert scorer.index.vectors.shape[1] == 384 + 1
+    other = train(run, ["HDFS"], "OpenStack", cfg, SMALL, name=Path(res.model_dir).name)
+    assert not other.reused  # the same name, another feature set: trained again
 
 
 def test_training_never_reads_target_labels(run: Path, tmp_path: Path) -> None:

@@ -108,6 +108,10 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
                    f"asked, {judge.get('cache_hits', 0)} from cache, {judge.get('abstained', 0)} abstained; "
                    f"calibration {judge.get('calibration') or 'content-free'} (content-free P(yes) "
                    f"{float(judge.get('p_cf', 0.5)):.3f}).")
+    for system, x in (judge.get("sources") or {}).items():
+        out.append(f"LLM event judgment of source {system} (the small model's event feature): {x.get('events', 0)} "
+                   f"events, {x.get('asked', 0)} asked, {x.get('cache_hits', 0)} from cache, "
+                   f"{x.get('abstained', 0)} abstained; calibration {x.get('calibration') or 'content-free'}.")
     p = method_notes_file(run, mode)
     if p.exists():
         n = json.loads(p.read_text())

@@ -3,8 +3,11 @@ an abnormal condition?"), answered in one token and read as P(yes) from the answ
 (:meth:`~fusionlog.llm.client.ChatClient.yes_probability`), not parsed from generated text.
 
 An event is a template of the system's ``events/`` table with its most frequent level and component (a few
-hundred per system at most, far fewer calls than windows). The question names no system's events: the prompt
-(``prompts/event_v1.txt``) is the same for every system, and the log text is quoted data.
+hundred per system at most, far fewer calls than windows). The question names no system's events: the prompt is
+the same for every system, and the log text is quoted data. The default prompt (``prompts/event_content_v1.txt``)
+shows the message and its component but not its level: the level is the ``severity`` view's evidence, and views
+that read the same field err together, which a majority of views cannot outvote (``event_v1`` shows it too;
+docs/llm.md has the measurement).
 
 **Calibration without labels.** A small model's P(yes) carries a bias of its own: with the default 1.5B model
 every event's P(yes) lies in 0.63–0.94 on BGL_2k and HDFS, routine ones included. Two calibrations are computed:
@@ -12,15 +15,15 @@ every event's P(yes) lies in 0.63–0.94 on BGL_2k and HDFS, routine ones includ
 * ``score_cf``, *contextual calibration* (Zhao et al., ICML 2021): the question is also asked about content-free
   events (``N/A``, an empty message, ``[MASK]``, level and component ``unknown``); with their mean P(yes) ``p_cf``
   an event scores ``sigmoid(logit(p) - logit(p_cf))``, 0.5 for an event that moves the model no more than an empty
-  one. Measured: ``p_cf`` is 0.77 (BGL) and 0.74 (HDFS), below nearly every real event's P(yes), so at 0.5 it
-  flags 70 % of BGL's lines and every HDFS block: kept as a diagnostic, not used.
+  one. Measured (``event_v1``): ``p_cf`` is 0.77 (BGL) and 0.74 (HDFS), below nearly every real event's P(yes),
+  so at 0.5 it flags 70 % of BGL's lines and every HDFS block: kept as a diagnostic, not used.
 * ``score``, *batch calibration by a two-component mixture* (the one used): a Gaussian mixture
   (scikit-learn) over the logits of the system's own events; an event's score is its posterior of belonging to
   the upper component. It assumes only that a system's events fall into a routine group and a fault group that
   the model tells apart, not how many are faults (centering on the batch mean would assume half). With fewer
   than :data:`MIN_MIXTURE` events it falls back to ``score_cf``.
 
-**Two framings** (``counter``: e.g. ``event_routine_v1``, "is it part of routine, normal operation?"): every
+**Two framings** (``counter``: e.g. ``event_routine_content_v1``, "is it part of routine, normal operation?"): every
 event is asked both questions and scored :func:`both_framings` before the calibration; a bias towards "yes" that
 both answers share cancels. It doubles the calls; docs/llm.md has what it gains.
 
@@ -146,8 +149,8 @@ def _key(system: str, ev: Event) -> str:
     return hashlib.sha256(json.dumps([system, ev.level, ev.component, ev.template]).encode()).hexdigest()[:32]
 
 
-def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: list[Event], prompt: str = "event_v1",
-          cache: ProbabilityCache | None = None, concurrency: int = 8,
+def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: list[Event],
+          prompt: str = "event_content_v1", cache: ProbabilityCache | None = None, concurrency: int = 8,
           progress: Callable[[int, int], None] | None = None, model: str | None = None,
           counter: str | None = None) -> tuple[pa.Table, JudgeStats]:
     """P(yes) of every event and its calibrated score (:data:`EVENT_SCORES` rows), and the stats. ``client`` may be

@@ -21,8 +21,8 @@ class WindowScorer:
     def __init__(self, run: Path, model_dir: Path, systems: list[str], device: str = "cpu") -> None:
         self.model_dir = Path(model_dir)
         meta = json.loads((self.model_dir / "model.json").read_text())
-        self.index = template_index(run, systems)
-        self.cfg = ModelConfig(**meta["model"])
+        self.cfg = ModelConfig(**{"event_features": [], **meta["model"]})  # (models saved before features: none)
+        self.index = template_index(run, systems, self.cfg.event_features)
         self.device = torch.device(device)
         self.model = load_into(SmallModel(self.index.vectors, self.cfg), Path(model_dir) / WEIGHTS).to(self.device)
 

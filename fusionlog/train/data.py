@@ -65,11 +65,16 @@ class Bundle:
         return np.flatnonzero(self.part == part)
 
 
-def template_index(run: Path, systems: list[str]) -> TemplateIndex:
+def template_index(run: Path, systems: list[str], features: list[str] | tuple[str, ...] = ()) -> TemplateIndex:
+    """The template table of ``systems``: semantic vectors, then the event ``features`` of each system."""
+    from fusionlog.model.features import event_features, width
+
     store = stored(run)
     if store is None:
         raise FileNotFoundError(f"{lancedb_dir(run)} has no '{TABLE}' table: run `fusionlog embed` first")
-    return TemplateIndex(store.filter(pc.is_in(store["system"], value_set=pa.array(systems))))
+    store = store.filter(pc.is_in(store["system"], value_set=pa.array(systems)))
+    feats = {s: event_features(run, s, features) for s in set(store["system"].to_pylist())} if features else None
+    return TemplateIndex(store, feats, width(features))
 
 
 def general_window_ids(run: Path, target: str) -> set[str]:
@@ -91,11 +96,12 @@ class Pseudo:
 
 def build_bundle(run: Path, sources: list[str], target: str | None, slices: int, max_len: int,
                  max_train_windows: int, min_target: int = 1, pseudo: Pseudo | None = None,
-                 align_all: bool = False) -> tuple[Bundle, TemplateIndex]:
+                 align_all: bool = False, features: list[str] | tuple[str, ...] = ()) -> tuple[Bundle, TemplateIndex]:
     """Source train/val windows with labels, and (when ``target`` is given) the target's general windows (all
-    of its windows with ``align_all``: the no-router ablation); ``pseudo`` windows join the train part."""
+    of its windows with ``align_all``: the no-router ablation); ``pseudo`` windows join the train part;
+    ``features``: the event features beside the template vectors (``model.event_features``)."""
     systems = [*sources, *([target] if target else [])]
-    index = template_index(run, systems)
+    index = template_index(run, systems, features)
     seqs: list[np.ndarray] = []
     cols: dict[str, list] = {"label": [], "part": [], "task": [], "system": []}
     notes: list[str] = []

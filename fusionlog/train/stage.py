@@ -52,16 +52,35 @@ def worker_resources(cfg: TrainConfig, name: str) -> dict[str, float]:
     return {"CPU": cpus, **gpu}
 
 
-def _store_version(run: Path, systems: list[str]) -> str:
-    """Changes whenever the embedded templates of ``systems`` (or the embedding model) change."""
+def _store_version(run: Path, systems: list[str], features: list[str]) -> str:
+    """Changes whenever the embedded templates of ``systems`` (or the embedding model), or their event features,
+    change."""
     from fusionlog.embed.stage import stored
+    from fusionlog.model.features import event_features
 
     store = stored(run)
     if store is None:
         return ""
     rows = sorted(zip(store["system"].to_pylist(), store["template_id"].to_pylist(), store["template"].to_pylist(),
                       store["model"].to_pylist(), strict=True))
-    return config_hash([r for r in rows if r[0] in systems])
+    feats = {s: sorted((t, [round(float(x), 6) for x in v]) for t, v in event_features(run, s, features).items())
+             for s in systems} if features else None
+    return config_hash([r for r in rows if r[0] in systems], feats)
+
+
+def _learnable_features(run: Path, mcfg: ModelConfig, labeled: list[str], target: str | None,
+                        init_meta: dict | None) -> tuple[ModelConfig, list[str]]:
+    """The event features the model trains with (:func:`fusionlog.model.features.learnable`); a fine-tuned model
+    keeps those of the model it starts from. Returns the config to train with and a note per feature left out."""
+    from fusionlog.model.features import learnable, logs_levels
+
+    if init_meta is not None:
+        return mcfg.model_copy(update={"event_features": init_meta["model"].get("event_features", [])}), []
+    if "severity" not in mcfg.event_features:
+        return mcfg, []
+    kept, notes = learnable(list(mcfg.event_features), {s: logs_levels(run, s) for s in labeled},
+                            {s: logs_levels(run, s) for s in ([target] if target else [])})
+    return mcfg.model_copy(update={"event_features": kept}), notes
 
 
 def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | None = None,
@@ -79,10 +98,13 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
     run = Path(run).resolve()
     name = name or f"{cfg.objective}-s{cfg.seed}"
     out = model_dir(run, target, name)
-    init_key = json.loads((Path(init_from) / "model.json").read_text())["config_hash"] if init_from else None
+    init_meta = json.loads((Path(init_from) / "model.json").read_text()) if init_from else None
+    init_key = init_meta["config_hash"] if init_meta else None
+    mcfg, dropped = _learnable_features(run, mcfg, sources or ([pseudo.system] if pseudo else []), target, init_meta)
     pseudo_key = config_hash(pseudo.system, pseudo.template_ids, pseudo.labels) if pseudo else None
+    systems = [*sources, *([target] if target else [])]
     key = config_hash(sources, target, cfg.model_dump(exclude=SCHEDULING), mcfg.model_dump(),
-                      _store_version(run, [*sources, *([target] if target else [])]), init_key, pseudo_key, align_all)
+                      _store_version(run, systems, mcfg.event_features), init_key, pseudo_key, align_all)
     meta = out / "model.json"
     if reuse and meta.exists() and json.loads(meta.read_text())["config_hash"] == key:
         res = TrainResult(**json.loads(meta.read_text())["result"])
@@ -92,7 +114,8 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
         raise ValueError(f"the target {target!r} is also a source")
     t0 = time.perf_counter()
     bundle, _ = build_bundle(run, sources, target if cfg.objective == "meta_align" or pseudo else None, cfg.slices,
-                             mcfg.max_len, cfg.max_train_windows, cfg.min_align_windows, pseudo, align_all)
+                             mcfg.max_len, cfg.max_train_windows, cfg.min_align_windows, pseudo, align_all,
+                             mcfg.event_features)
     if cfg.objective != "meta_align":  # the target's windows are in the bundle only for the pseudo-labels
         bundle.part[bundle.part == "target"] = "unused"
     counts = {p: int((bundle.part == p).sum()) for p in ("train", "val", "target")}
@@ -129,7 +152,7 @@ def train(run: Path, sources: list[str], target: str | None, cfg: TrainConfig | 
         else result.metrics
     res = TrainResult(name, str(out), sources, target, cfg.objective, cfg.seed, int(best["step"]),
                       {k: float(v) for k, v in best.items() if k.startswith("val_")}, time.perf_counter() - t0,
-                      counts, bundle.notes)
+                      counts, [*dropped, *bundle.notes])
     with atomic_dir(out) as tmp:
         tmp.mkdir()
         with result.checkpoint.as_directory() as ckpt:
