@@ -344,7 +344,7 @@ def run_cmd(
     conf: Annotated[Path | None, typer.Option(help="config directory (default ./conf)")] = None,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
-    """ingest -> events -> embed -> route -> judge -> train -> distill -> detect -> evaluate -> report; finished
+    """ingest -> events -> judge -> embed -> route -> train -> distill -> detect -> evaluate -> report; finished
     stages are skipped."""
     _conf(conf)
     from fusionlog.config import load_experiment

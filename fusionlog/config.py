@@ -305,11 +305,17 @@ class EmbedConfig(_Model):
     threads_per_actor: int = Field(1, ge=1)  # torch intra-op threads of each actor
     normalize: bool = True
     actor_wait_s: int = Field(300, ge=1)  # the actor pool must start within this, or fail naming who holds what
+    # what is embedded for each event: its template, or the LLM's plain-language interpretation of it (LEI;
+    # the judge stage writes interpretations/ first, llm.event_interpret_prompt; an event without one: its template)
+    text: Literal["template", "interpretation"] = "template"
 
 
-def load_embed(path: Path | None = None) -> EmbedConfig:
-    """Load ``conf/embed.yaml`` if present, else defaults."""
-    return _load_optional(EmbedConfig, "embed", path)
+def load_embed(path: Path | None = None, overrides: dict[str, Any] | None = None) -> EmbedConfig:
+    """Load ``conf/embed.yaml`` if present, else defaults; ``overrides`` (an experiment's ``embed:``) win."""
+    cfg = _load_optional(EmbedConfig, "embed", path)
+    if not overrides:
+        return cfg
+    return _validate(EmbedConfig, {**cfg.model_dump(), **overrides}, Path("experiment embed overrides"))
 
 
 class RouteConfig(_Model):
@@ -490,6 +496,7 @@ class ExperimentConfig(_Model):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     run: RunSpec = Field(default_factory=RunSpec)
     llm: dict[str, Any] = Field(default_factory=dict)  # overrides of conf/llm.yaml for this experiment
+    embed: dict[str, Any] = Field(default_factory=dict)  # overrides of conf/embed.yaml (e.g. text: interpretation)
 
     @model_validator(mode="after")
     def _known(self) -> ExperimentConfig:
@@ -553,6 +560,9 @@ class LLMConfig(_Model):
     event_prompt: str = "event_content_v1"
     # the opposite question ("is it routine?", event_routine_v1): every event asked both, twice the calls
     event_counter_prompt: str | None = None
+    # a plain-language interpretation of each event first (LEI, fusionlog/llm/interpret.py: event_interpret_v1),
+    # read by an event question with an {interpretation} field (event_interpreted_v1): one generation per event more
+    event_interpret_prompt: str | None = None
     max_tokens: int = Field(128, ge=16)
     timeout_s: float = Field(600, gt=0)  # per request: 8 concurrent ~1k-token prompts take minutes on 2 CPU cores
     retries: int = Field(3, ge=0)
@@ -574,6 +584,12 @@ class LLMConfig(_Model):
     def _endpoint(self) -> LLMConfig:
         if self.backend == "openai" and not (self.base_url and self.model):
             raise ValueError("the openai backend needs 'base_url' and 'model'")
+        from fusionlog.llm.prompt import load_prompt
+
+        for name in (self.event_prompt, self.event_counter_prompt):
+            if name and "{interpretation}" in load_prompt(name).user and not self.event_interpret_prompt:
+                raise ValueError(f"event prompt {name!r} shows the event's interpretation: set "
+                                 "event_interpret_prompt (e.g. event_interpret_v1)")
         return self
 
 

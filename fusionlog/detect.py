@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fusionlog.config import ExperimentConfig, load_embed, load_ingest, load_llm, load_system
+from fusionlog.config import ExperimentConfig, load_ingest, load_llm, load_system
 from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text
 from fusionlog.methods import get
@@ -58,7 +58,7 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
            progress: Callable[[str], None] | None = None, reporter: Reporter | None = None) -> RunState:
     from fusionlog.embed.stage import embed
     from fusionlog.ingest.stage import ingest
-    from fusionlog.pipeline import Ctx, detect_stage, evaluate_stage, judge_stage, report_stage
+    from fusionlog.pipeline import Ctx, detect_stage, evaluate_stage, judge_stage, model_reads_llm, report_stage
     from fusionlog.route.stage import route
 
     say = progress or (lambda _m: None)
@@ -73,30 +73,35 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
     ing = ingest(system, inputs, out, labels=labels, window=spec.window, state_in=state if state.exists() else None,
                  cfg=load_ingest(), progress=(reporter or Reporter()).bar)
     _copy_source_vectors(run, out, exp.sources)
-    for s in exp.sources:  # the sources' templates (for the template index and the report), not their windows
-        src = table_dir(run, "templates", s)
-        with atomic_dir(table_dir(out, "templates", s)) as tmp:
-            shutil.copytree(src, tmp)
+    for s in exp.sources:  # the sources' templates (for the template index and the report), not their windows, and
+        for table in ("templates", "interpretations"):  # their interpretations where the run has them (embed.text)
+            src = table_dir(run, table, s)
+            if table == "templates" or src.is_dir():
+                with atomic_dir(table_dir(out, table, s)) as tmp:
+                    shutil.copytree(src, tmp)
     from fusionlog.events import write_events
 
     write_events(out, exp.target, dict(system.levels))  # the severity baseline reads the new archives' events
-    enc = embed(out, load_embed()).encoded
-    tau = float(done.route.tau)
-    rt = route(out, exp.sources, exp.target, exp.route.model_copy(update={"tau": tau, "tau_quantile": None}))
-    say(f"routed with the run's tau {tau:.3f}: {rt.general} general / {rt.proprietary} proprietary")
-    state = RunState(ingest=IngestOut({exp.target: f"{ing.windows} windows, {ing.lines} lines, "
-                                                   f"{ing.quarantined} quarantined"}),
-                     embed=EmbedOut(enc), route=rt, train=done.train,
-                     distill=dataclasses.replace(done.distill, rounds=[]))
     mode = exp.run.mode
     scored = exp.model_copy(update={"run": exp.run.model_copy(update={"compare": [mode]})})  # the run's method only
+    state = RunState(ingest=IngestOut({exp.target: f"{ing.windows} windows, {ing.lines} lines, "
+                                                   f"{ing.quarantined} quarantined"}),
+                     train=done.train, distill=dataclasses.replace(done.distill, rounds=[]))
     ctx = Ctx(out, scored, load_llm(overrides=exp.llm), say, state, reporter=reporter or Reporter())
-    if get(mode).needs.judge or (get(mode).needs.models and "llm" in exp.model.event_features):
-        # the LLM judges the new archives' events (those it judged before: cache hits)
+    judged = get(mode).needs.judge or model_reads_llm(exp, [get(mode)])
+    interpreted = ctx.embed.text == "interpretation" or (judged and bool(ctx.llm.event_interpret_prompt))
+    if judged or interpreted:
+        # the LLM interprets and judges the new archives' events (those it saw before: cache hits), before the
+        # embedding, which may read the interpretations
         try:
-            state.judge = judge_stage(ctx, run)
+            state.judge = judge_stage(ctx, run, judged=[exp.target] if judged else [],
+                                      interpreted=[exp.target] if interpreted else [])
         finally:
             ctx.close_llm()
+    state.embed = EmbedOut(embed(out, ctx.embed).encoded)
+    tau = float(done.route.tau)
+    state.route = route(out, exp.sources, exp.target, exp.route.model_copy(update={"tau": tau, "tau_quantile": None}))
+    say(f"routed with the run's tau {tau:.3f}: {state.route.general} general / {state.route.proprietary} proprietary")
     purposes = get(mode).needs.llm
     if purposes and not get(mode).needs.distill:  # the LLM labels the new windows (fusionlog: the distilled model)
         _llm_labels(ctx, run, purposes[0])

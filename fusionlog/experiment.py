@@ -72,6 +72,6 @@ def prepare(exp: ExperimentConfig, run: Path, force: bool = False) -> Prepared:
         out.datasets[name] = ingest_dataset(name, spec, run)
     for name, levels in levels_maps(exp).items():
         write_events(run, name, levels)
-    out.embedded = embed(run, load_embed()).encoded
+    out.embedded = embed(run, load_embed(overrides=exp.embed)).encoded
     out.route = route(run, exp.sources, exp.target, exp.route, sweep=True)
     return out

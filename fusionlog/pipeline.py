@@ -1,6 +1,7 @@
-"""``fusionlog run``: ingest -> events -> embed -> route -> judge -> train -> distill -> detect -> evaluate -> report.
+"""``fusionlog run``: ingest -> events -> judge -> embed -> route -> train -> distill -> detect -> evaluate -> report.
 
-The LLM's two stages (judge: one question per event, before train since the small model reads the event scores;
+The LLM's two stages (judge: one question per event, and the events' interpretations where asked, before embed
+since the embedding may read the interpretations and before train since the small model reads the event scores;
 distill: window labels and rounds) share one LLM service session (:meth:`Ctx.client`: started by the first that
 needs it; stopped after judge when no chosen method asks the LLM about windows, else after distill: training runs
 beside the idle replica).
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fusionlog.config import ExperimentConfig, LLMConfig, load_embed, load_ingest, load_llm
+from fusionlog.config import EmbedConfig, ExperimentConfig, LLMConfig, load_embed, load_ingest, load_llm
 from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp, config_hash
 from fusionlog.llm.client import ChatClient
@@ -61,7 +62,7 @@ from fusionlog.stages import (
     to_json,
 )
 
-STAGES = ("ingest", "events", "embed", "route", "judge", "train", "distill", "detect", "evaluate", "report")
+STAGES = ("ingest", "events", "judge", "embed", "route", "train", "distill", "detect", "evaluate", "report")
 
 
 @dataclass
@@ -75,6 +76,9 @@ class Ctx:
 
     _llm: contextlib.ExitStack | None = None
     _client: ChatClient | None = None
+
+    def __post_init__(self) -> None:
+        self.interpreted()  # a setting that cannot work fails now, not after ingest
 
     def client(self) -> ChatClient:
         """The LLM client; the first call starts the service (the serve backend), :meth:`close_llm` stops it."""
@@ -105,12 +109,33 @@ class Ctx:
     def need_distill(self) -> bool:
         return any(x.needs.distill for x in self.methods)
 
+    @property
+    def embed(self) -> EmbedConfig:
+        """``conf/embed.yaml`` with the experiment's ``embed:`` overrides."""
+        return load_embed(overrides=self.exp.embed)
+
     def need_judge(self) -> bool:
-        return any(x.needs.judge for x in self.methods) or bool(self.judged_sources())
+        return bool(self.judged() or self.interpreted())
 
     def judged_sources(self) -> list[str]:
         """The sources whose events the LLM judges too: the small model's ``llm`` event feature needs them."""
-        return list(self.exp.sources) if self.need_models() and "llm" in self.exp.model.event_features else []
+        return list(self.exp.sources) if model_reads_llm(self.exp, self.methods) else []
+
+    def judged(self) -> list[str]:
+        """The systems whose events the LLM judges: the target when a method reads the event scores, and
+        :meth:`judged_sources`."""
+        sources = self.judged_sources()
+        return [self.exp.target, *sources] if sources or any(x.needs.judge for x in self.methods) else []
+
+    def interpreted(self) -> list[str]:
+        """The systems whose events the LLM interprets (LEI): every one when the embedding reads the
+        interpretations, else the judged ones when the event question reads them (``llm.event_interpret_prompt``)."""
+        if self.embed.text == "interpretation":
+            if not self.llm.event_interpret_prompt:
+                raise ValueError("embed.text is 'interpretation': set llm.event_interpret_prompt (e.g. "
+                                 "event_interpret_v1) so that the judge stage writes the interpretations")
+            return [self.exp.target, *self.exp.sources]
+        return self.judged() if self.llm.event_interpret_prompt else []
 
     def need_views(self) -> bool:
         return any(x.needs.views for x in self.methods)
@@ -118,6 +143,12 @@ class Ctx:
     @property
     def seed(self) -> int:
         return self.exp.run.seed
+
+
+def model_reads_llm(exp: ExperimentConfig, methods: list[Method]) -> bool:
+    """Whether a small model of ``methods`` reads the LLM's event scores (``llm`` in ``model.event_features``): the
+    events of the target and the sources must then be judged."""
+    return any(m.needs.models for m in methods) and "llm" in exp.model.event_features
 
 
 def _stat(path: str) -> list:
@@ -151,12 +182,14 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         from fusionlog.llm.prompt import load_prompt
 
         llm["event_prompt"] = load_prompt(ctx.llm.event_prompt).version  # name@content-hash: an edit re-runs
-        if ctx.llm.event_counter_prompt:  # (absent when unset: earlier runs' judge stays up to date)
-            llm["event_counter_prompt"] = load_prompt(ctx.llm.event_counter_prompt).version
+        for opt in ("event_counter_prompt", "event_interpret_prompt"):  # (absent when unset: earlier runs' judge
+            if getattr(ctx.llm, opt):                                    # stays up to date)
+                llm[opt] = load_prompt(getattr(ctx.llm, opt)).version
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
-                ctx.judged_sources(), "judge-v2"]
+                ctx.judged_sources(), *([{"judged": ctx.judged(), "interpreted": ctx.interpreted()}]
+                                        if ctx.interpreted() else []), "judge-v2"]
     if stage == "embed":
-        return load_embed()
+        return ctx.embed
     if stage == "route":
         return [exp.sources, exp.target, exp.route.model_dump(exclude={"resource_wait_s"})]
     if stage == "train":
@@ -258,26 +291,46 @@ def _events(ctx: Ctx) -> EventsOut:
 
 def _judge(ctx: Ctx) -> JudgeOut:
     """The LLM's judgment of every target event (``event_scores/``) when a chosen method needs it, and of the
-    sources' events when the small model reads them (``model.event_features``)."""
-    return judge_stage(ctx, sources=ctx.judged_sources()) if ctx.need_judge() else JudgeOut()
+    sources' events when the small model reads them (``model.event_features``); the interpretations first
+    (:meth:`Ctx.interpreted`)."""
+    return judge_stage(ctx, judged=ctx.judged(), interpreted=ctx.interpreted()) if ctx.need_judge() else JudgeOut()
 
 
-def judge_stage(ctx: Ctx, cache_run: Path | None = None, sources: list[str] | None = None) -> JudgeOut:
-    """Judge the events of the target (and of ``sources``) in ``ctx.run`` with the LLM cache of ``cache_run``
-    (default: ``ctx.run``; detect passes the finished run's, so events it judged before are cache hits). The
-    service starts only if the cache lacks an answer, and stays up (:meth:`Ctx.client`) until the caller closes
-    it. Each system is calibrated on its own events."""
+def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | None = None,
+                interpreted: list[str] | None = None) -> JudgeOut:
+    """Interpret the events of ``interpreted`` (``interpretations/``), then judge those of ``judged`` (default: the
+    target) in ``ctx.run``, with the LLM cache of ``cache_run`` (default: ``ctx.run``; detect passes the finished
+    run's, so events it judged before are cache hits). The service starts only if the cache lacks an answer, and
+    stays up (:meth:`Ctx.client`) until the caller closes it. Each system is calibrated on its own events; the
+    question reads the interpretations where ``llm.event_interpret_prompt`` is set."""
+    import dataclasses
+
     from fusionlog.llm.cache import ProbabilityCache
     from fusionlog.llm.endpoint import model_name
+    from fusionlog.llm.interpret import interpret, write_interpretations
     from fusionlog.llm.judge import events_of, judge, write_event_scores
 
     target = ctx.exp.target
+    judged = [target] if judged is None else judged
     cache = ProbabilityCache(llm_cache_file(cache_run or ctx.run))
-    stats, warnings = {}, []
+    stats, warnings, texts, calls = {}, [], {}, {}
     try:
-        for system in [target, *(sources or [])]:
+        for system in interpreted or []:
+            with ctx.reporter.bar(f"judge: LLM interpretations of {system}'s events") as tick:
+                table, ist = interpret(ctx.client, system, events_of(ctx.run, system), ctx.llm.event_interpret_prompt
+                                       or "event_interpret_v1", cache, ctx.llm.concurrency, tick,
+                                       model=model_name(ctx.llm))
+            write_interpretations(ctx.run, system, table)
+            ctx.say(f"judge {system}: {ist.line()}")
+            texts[system] = dict(zip(table["template_id"].to_pylist(), table["interpretation"].to_pylist(),
+                                     strict=True))
+            calls[system] = ist.asked
+        for system in judged:
+            events = events_of(ctx.run, system)
+            if ctx.llm.event_interpret_prompt and system in texts:
+                events = [dataclasses.replace(ev, interpretation=texts[system][ev.template_id]) for ev in events]
             with ctx.reporter.bar(f"judge: LLM questions on {system}'s events") as tick:
-                table, st = judge(ctx.client, system, events_of(ctx.run, system), ctx.llm.event_prompt, cache,
+                table, st = judge(ctx.client, system, events, ctx.llm.event_prompt, cache,
                                   ctx.llm.concurrency, tick, model=model_name(ctx.llm),
                                   counter=ctx.llm.event_counter_prompt)
             write_event_scores(ctx.run, system, table)
@@ -288,18 +341,21 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, sources: list[str] | No
         cache.close()
     for w in warnings:
         ctx.say(f"WARNING: {w}")
+    others = {s: {"events": x.events, "asked": x.asked, "cache_hits": x.cache_hits, "abstained": x.abstained,
+                  "calibration": x.calibration, "seconds": round(x.seconds, 1), "interpreted": calls.get(s, 0)}
+              for s, x in stats.items() if s != target}
+    others.update({s: {"interpreted": n} for s, n in calls.items() if s != target and s not in stats})
+    if target not in stats:
+        return JudgeOut(sources=others, interpreted=calls.get(target, 0))
     st = stats[target]
     return JudgeOut(target, st.events, st.asked, st.cache_hits, st.abstained, st.no_logprobs, st.p_cf,
-                    st.calibration, st.seconds, warnings,
-                    {s: {"events": x.events, "asked": x.asked, "cache_hits": x.cache_hits, "abstained": x.abstained,
-                         "calibration": x.calibration, "seconds": round(x.seconds, 1)}
-                     for s, x in stats.items() if s != target})
+                    st.calibration, st.seconds, warnings, others, calls.get(target, 0))
 
 
 def _embed(ctx: Ctx) -> EmbedOut:
     from fusionlog.embed.stage import embed
 
-    return EmbedOut(embed(ctx.run, load_embed()).encoded)
+    return EmbedOut(embed(ctx.run, ctx.embed).encoded)
 
 
 def _route(ctx: Ctx):  # noqa: ANN202 (fusionlog.stages.RouteOut)

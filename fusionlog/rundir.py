@@ -11,6 +11,8 @@ path (under ``<run>/``)                    function
 ``event_scores/system=<target>/``          the LLM's event judgment (written by the judge stage through
                                            :func:`fusionlog.llm.judge.write_event_scores`, read by its
                                            :func:`~fusionlog.llm.judge.read_event_scores`)
+``interpretations/system=<s>/``            the LLM's interpretation of each event, when asked (written by the
+                                           judge stage through :func:`fusionlog.llm.interpret.write_interpretations`)
 ``modes/<method>/scores/system=<t>/``      :func:`method_scores_dir`
 ``modes/<method>/notes.json``              :func:`method_notes_file`
 ``state/templates_<system>.json``          :func:`state_file` (the template miner's state)
@@ -56,7 +58,7 @@ VERDICTS = pa.schema([("window_id", pa.string()), ("label", pa.string()), ("conf
 
 
 PARTITIONED = ("lines", "templates", "windows", "quarantine", "routes", "scores", "llm_labels", "events",
-               "event_scores")
+               "event_scores", "interpretations")
 NO_TARGET = "_sources"  # the models/ folder of a model trained without a target
 
 

@@ -39,6 +39,12 @@ class JudgeOut:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)
+    interpreted: int = 0  # interpretations generated (LLM calls beside ``asked``; llm.event_interpret_prompt)
+
+    def calls(self) -> int:
+        """The LLM calls of the stage: questions and interpretations, of the target and the sources."""
+        return self.asked + self.interpreted + sum(x.get("asked", 0) + x.get("interpreted", 0)
+                                                   for x in self.sources.values())
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fusionlog.config import ConfigError, known_systems, load_ingest, load_system
+from fusionlog.config import ConfigError, LLMConfig, known_systems, load_ingest, load_system
 
 SIXTEEN = {"Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "HealthApp", "Linux", "Mac", "OpenSSH",
            "OpenStack", "Proxifier", "Spark", "Thunderbird", "Windows", "Zookeeper"}
@@ -77,3 +77,21 @@ def test_all_experiments_load_and_bad_ones_are_named(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=msg) as err:
             load_experiment(f)
         assert str(f) in str(err.value)
+
+
+def test_an_experiment_overrides_the_embedding_and_interpretations_need_their_prompt(tmp_path: Path) -> None:
+    """``embed:`` in an experiment overrides conf/embed.yaml (validated); embedding interpretations without the
+    prompt that writes them is refused at the start of the run, naming the setting."""
+    from fusionlog.config import load_embed, load_experiment
+    from fusionlog.pipeline import Ctx
+
+    assert load_embed(overrides={"text": "interpretation"}).text == "interpretation"
+    with pytest.raises(ConfigError, match="text"):
+        load_embed(overrides={"text": "summary"})
+    exp = load_experiment("hdfs_to_bgl").model_copy(update={"embed": {"text": "interpretation"}})
+    with pytest.raises(ValueError, match="event_interpret_prompt"):
+        Ctx(tmp_path, exp, LLMConfig(), print)
+    ctx = Ctx(tmp_path, exp, LLMConfig(event_interpret_prompt="event_interpret_v1"), print)
+    assert ctx.interpreted() == ["BGL", "HDFS"] and ctx.need_judge()
+    plain = Ctx(tmp_path, load_experiment("hdfs_to_bgl"), LLMConfig(event_interpret_prompt="event_interpret_v1"), print)
+    assert plain.interpreted() == plain.judged() and plain.judged()[0] == "BGL"

@@ -49,3 +49,31 @@ def test_missing_model_and_run_are_clear(tmp_path: Path) -> None:
         model_path("sentence-transformers/some-hub-model")
     with pytest.raises(FileNotFoundError, match="run `fusionlog ingest` first"):
         embed(tmp_path, EmbedConfig())
+
+
+def test_embedding_can_read_the_events_interpretations(ray_local, data: Path, tmp_path: Path) -> None:
+    """``text: interpretation`` (LEI): an event is embedded from the LLM's interpretation (interpretations/, the judge
+    stage's), its template where it has none; a changed interpretation is encoded again."""
+    from fusionlog.llm.interpret import INTERPRETATIONS, write_interpretations
+
+    ingest_sequences("HDFS", data / "HDFS/HDFS_templates.csv", [parse_spec(f"{data}/HDFS/hdfs_train.gz:normal")],
+                     tmp_path)
+    tpl = pq.read_table(tmp_path / "templates/system=HDFS").to_pydict()
+    ids = tpl["template_id"]
+    said = {ids[0]: "A data node received a block from another node.", ids[1]: "A block was deleted."}
+    write_interpretations(tmp_path, "HDFS", pa.table({"template_id": ids, "interpretation": [said.get(i) for i in ids]},
+                                                      schema=INTERPRETATIONS))
+    cfg = EmbedConfig(actors=1, cpus_per_actor=0.5, text="interpretation")
+    assert embed(tmp_path, cfg).encoded == len(ids)
+    text = dict(zip(stored(tmp_path)["template_id"].to_pylist(), stored(tmp_path)["template"].to_pylist(),
+                    strict=True))
+    assert text[ids[0]] == said[ids[0]] and text[ids[1]] == said[ids[1]]
+    assert text[ids[2]] == tpl["template"][2]  # no interpretation: its template
+    said[ids[1]] = "A block was removed from a data node."
+    write_interpretations(tmp_path, "HDFS", pa.table({"template_id": ids, "interpretation": [said.get(i) for i in ids]},
+                                                      schema=INTERPRETATIONS))
+    assert embed(tmp_path, cfg).encoded == 1
+    ingest_sequences("OpenStack", data / "OpenStack/OpenStack_templates.csv",
+                     [parse_spec(f"{data}/OpenStack/openstack_train.gz:normal")], tmp_path)
+    with pytest.raises(FileNotFoundError, match="system=OpenStack not found: run the judge stage"):
+        embed(tmp_path, cfg)  # a system never interpreted: said, not embedded from its templates silently

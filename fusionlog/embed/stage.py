@@ -3,6 +3,10 @@
 Ray Data reads the ``templates`` Parquet of a run, keeps only templates the store does not hold yet
 (new ids, a template whose text changed since, or another model), and encodes them in a pool of
 stateful actors (the model loads once per actor). The store is a LanceDB directory in the run.
+
+With ``text: interpretation`` (LEI) the text embedded for an event is the LLM's plain-language interpretation of it
+(``interpretations/``, written by the judge stage), its template where it has none; the store's ``template``
+column holds the text that was embedded, so a changed interpretation is encoded again.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ def _key(system: str, tid: int, template: str, model: str) -> str:
     return f"{system}\x00{tid}\x00{template}\x00{model}"
 
 
+def _interpreted(run: Path, src: pa.Table) -> pa.Table:
+    """``src`` with each template's text replaced by the event's interpretation (none: the template)."""
+    from fusionlog.llm.interpret import read_interpretations
+
+    text = {s: read_interpretations(run, s) for s in sorted(set(src["system"].to_pylist()))}
+    new = [text[s].get(t) or x for s, t, x in zip(src["system"].to_pylist(), src["template_id"].to_pylist(),
+                                                   src["template"].to_pylist(), strict=True)]
+    return src.set_column(src.schema.get_field_index("template"), "template", pa.array(new, pa.string()))
+
+
 def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
     """Encode the templates of ``run`` that the store does not hold yet."""
     import ray
@@ -79,6 +93,8 @@ def embed(run: Path, cfg: EmbedConfig | None = None) -> EmbedResult:
     src = pads.dataset(str(table_dir(run, "templates")), format="parquet", partitioning="hive").to_table(
         columns=["system", "template_id", "template"])
     src = src.set_column(0, "system", src["system"].cast(pa.string()))
+    if cfg.text == "interpretation":
+        src = _interpreted(run, src)
     total = src.num_rows
     keep = [_key(s, t, x, model) not in known for s, t, x in zip(src["system"].to_pylist(),
                                                                   src["template_id"].to_pylist(),

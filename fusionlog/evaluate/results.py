@@ -46,10 +46,8 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
         wall = time.perf_counter() - t0
         ev = json.loads(run_metrics_file(run).read_text())
         shutil.copy2(run_metrics_file(run), seed_metrics_file(run, seed))
-        judged = [state.judge.asked, *(x.get("asked", 0) for x in state.judge.sources.values())] \
-            if state.judge else []
         per_seed.append({"seed": seed, "wall_seconds": wall, "llm_calls": state.distill.llm_calls,
-                         "llm_event_calls": sum(judged),
+                         "llm_event_calls": state.judge.calls() if state.judge else 0,
                          "best_f1": {m: v["all"].get("best_f1") for m, v in ev["methods"].items()},
                          "event_ranking": ev.get("event_ranking"),
                          "llm_requests": state.distill.client.get("requests", 0),

@@ -107,11 +107,18 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
         out.append(f"LLM event judgment: {judge['events']} events of {judge.get('system')}, {judge.get('asked', 0)} "
                    f"asked, {judge.get('cache_hits', 0)} from cache, {judge.get('abstained', 0)} abstained; "
                    f"calibration {judge.get('calibration') or 'content-free'} (content-free P(yes) "
-                   f"{float(judge.get('p_cf', 0.5)):.3f}).")
+                   f"{float(judge.get('p_cf', 0.5)):.3f})"
+                   + (f"; {judge['interpreted']} interpretations generated first." if judge.get("interpreted")
+                      else "."))
     for system, x in (judge.get("sources") or {}).items():
+        if "events" not in x:  # interpreted for the embedding only
+            out.append(f"LLM interpretations of source {system}'s events (for the embedding): "
+                       f"{x.get('interpreted', 0)} generated.")
+            continue
         out.append(f"LLM event judgment of source {system} (the small model's event feature): {x.get('events', 0)} "
                    f"events, {x.get('asked', 0)} asked, {x.get('cache_hits', 0)} from cache, "
-                   f"{x.get('abstained', 0)} abstained; calibration {x.get('calibration') or 'content-free'}.")
+                   f"{x.get('abstained', 0)} abstained; calibration {x.get('calibration') or 'content-free'}"
+                   + (f"; {x['interpreted']} interpretations generated first." if x.get("interpreted") else "."))
     p = method_notes_file(run, mode)
     if p.exists():
         n = json.loads(p.read_text())
@@ -173,6 +180,11 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
     if client:
         counts["llm requests"] = int(client.get("requests", 0))
         counts["llm abstained"] = int(client.get("abstained", 0))
+    from fusionlog.stages import from_json
+
+    judge = summaries.get("judge") or {}
+    judged = from_json("judge", judge) if judge else None
+    counts["llm calls (events)"] = judged.calls() if judged else 0
     counts["llm calls (distill)"] = int(sum(r.get("llm_calls", 0) for r in distill.get("rounds", [])))
     counts["llm cache hits (distill)"] = int(sum(r.get("cache_hits", 0) for r in distill.get("rounds", [])))
     abstention = llm_abstention(summaries)
@@ -186,7 +198,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
     notes = [f"Scores: mode {exp.run.mode}; threshold {th}; the target's labels are read by the evaluate stage only."]
     if not ev.get("labeled"):
         notes.append(f"{target} has no labels here: the report shows scores, not their quality.")
-    notes += fusion_notes(run, exp.run.mode, summaries.get("judge") or {})
+    notes += fusion_notes(run, exp.run.mode, judge)
     notes += views_notes(ev.get("views_rounds") or distill.get("views_rounds") or [])
     if exp.llm.get("backend") == "openai" and "test-double" in str(exp.llm.get("model", "")):
         notes.append("The LLM of this run is a TEST DOUBLE (a keyword rule): its labels are not an LLM's.")

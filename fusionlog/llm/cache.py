@@ -83,8 +83,8 @@ class VerdictCache:
 
 class ProbabilityCache:
     """Probabilities the LLM gave (:meth:`ChatClient.yes_probability`), keyed by (model, prompt version, item key),
-    in the same SQLite file as the verdicts (table ``probabilities``). Only answers are stored; abstentions are
-    asked again next time."""
+    in the same SQLite file as the verdicts (table ``probabilities``), and its short texts (:meth:`ChatClient.text`,
+    table ``texts``). Only answers are stored; abstentions are asked again next time."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +93,8 @@ class ProbabilityCache:
         with self._lock, self._db:
             self._db.execute("CREATE TABLE IF NOT EXISTS probabilities (model TEXT, prompt TEXT, item TEXT, "
                              "value REAL, kind TEXT, PRIMARY KEY (model, prompt, item))")
+            self._db.execute("CREATE TABLE IF NOT EXISTS texts (model TEXT, prompt TEXT, item TEXT, text TEXT, "
+                             "PRIMARY KEY (model, prompt, item))")
 
     def get(self, model: str, prompt: str, item: str) -> tuple[float, str] | None:
         with self._lock:
@@ -104,6 +106,16 @@ class ProbabilityCache:
         with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO probabilities VALUES (?, ?, ?, ?, ?)",
                              (model, prompt, item, value, kind))
+
+    def get_text(self, model: str, prompt: str, item: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT text FROM texts WHERE model=? AND prompt=? AND item=?",
+                                   (model, prompt, item)).fetchone()
+        return str(row[0]) if row else None
+
+    def put_text(self, model: str, prompt: str, item: str, text: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?)", (model, prompt, item, text))
 
     def close(self) -> None:
         self._db.close()

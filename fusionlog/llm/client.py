@@ -70,6 +70,7 @@ class Answer:
     kind: str = "verdict"  # verdict | no-logprobs | refused | error | invalid | unfit
     reason: str = ""
     value: float | None = None  # a probability answer (:meth:`ChatClient.yes_probability`)
+    text: str | None = None  # a free-text answer (:meth:`ChatClient.text`), untrusted: the caller cleans it
 
 
 class _Invalid(Exception):
@@ -228,6 +229,21 @@ class ChatClient:
 
         return self._request(body, parse)
 
+    def text(self, messages: list[dict], max_tokens: int = 80) -> Answer:
+        """A short free-text answer (greedy, at most ``max_tokens``; one cut at the limit keeps its whole
+        sentences). ``invalid`` (retried) when empty. The text is untrusted data: the caller cleans and caps it."""
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0}
+
+        def parse(choice: dict) -> tuple[str, str]:
+            text = " ".join((choice["message"]["content"] or "").split())
+            if choice.get("finish_reason") == "length" and "." in text[:-1]:
+                text = text[: text.rindex(".", 0, len(text) - 1) + 1]
+            if not text:
+                raise _Invalid("empty answer")
+            return text, "text"
+
+        return self._request(body, parse)
+
     def _request(self, body: dict, parse: Callable[[dict], object]) -> Answer:
         """POST ``body``, ``parse`` the first choice; retries, refusals and abstentions as :meth:`ask` says."""
         t0 = time.perf_counter()
@@ -267,6 +283,8 @@ class ChatClient:
                 if isinstance(parsed, Verdict):
                     return Answer(parsed)
                 value, how = parsed  # type: ignore[misc]
+                if isinstance(value, str):
+                    return Answer(None, how, "", None, value)
                 return Answer(None, how, "", value)
             self._count(abstained=1)
             return Answer(None, kind, f"{reason} (after {self.retries + 1} attempts)")

@@ -27,12 +27,18 @@ every event's P(yes) lies in 0.63–0.94 on BGL_2k and HDFS, routine ones includ
 event is asked both questions and scored :func:`both_framings` before the calibration; a bias towards "yes" that
 both answers share cancels. It doubles the calls; docs/llm.md has what it gains.
 
-Answers are cached per (model, prompt version, event text) in the run's LLM cache. An endpoint that returns no
-log-probabilities still answers (1/0 from its generated word): the stats say so and the stage warns loudly.
+**Interpretations** (LEI; ``llm.event_interpret_prompt``, :mod:`fusionlog.llm.interpret`): each event is first
+explained in plain language by the LLM, and a question with an ``{interpretation}`` field (``event_interpreted_v1``)
+reads it, quoted as data, beside the message. One generation per event more; docs/llm.md has what it gains.
+
+Answers are cached per (model, prompt version, event text, interpretation) in the run's LLM cache. An endpoint that
+returns no log-probabilities still answers (1/0 from its generated word): the stats say so and the stage warns
+loudly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -61,6 +67,7 @@ class Event:
     template: str
     level: str = "unknown"
     component: str = "unknown"
+    interpretation: str | None = None  # the LLM's plain-language reading (fusionlog.llm.interpret), when asked
 
 
 def events_of(run: Path, system: str) -> list[Event]:
@@ -77,9 +84,11 @@ def events_of(run: Path, system: str) -> list[Event]:
 
 
 def messages(prompt: Prompt, system: str, ev: Event) -> list[dict]:
-    """The chat messages asking about one event (its text as a quoted JSON string: data)."""
+    """The chat messages asking about one event (its text, and an interpretation where the prompt shows one, as
+    quoted JSON strings: data)."""
     user = prompt.user.format(system=system, level=clean(ev.level, 40), component=clean(ev.component, 80),
-                              event=json.dumps(clean(ev.template, 400)))
+                              event=json.dumps(clean(ev.template, 400)),
+                              interpretation=json.dumps(clean(ev.interpretation or "(none)", 400)))
     return [{"role": "system", "content": prompt.system}, {"role": "user", "content": user}]
 
 
@@ -145,8 +154,10 @@ class JudgeStats:
         return None
 
 
-def _key(system: str, ev: Event) -> str:
-    return hashlib.sha256(json.dumps([system, ev.level, ev.component, ev.template]).encode()).hexdigest()[:32]
+def event_key(system: str, ev: Event) -> str:
+    """The cache key of a question about ``ev`` (its interpretation included when it has one)."""
+    parts = [system, ev.level, ev.component, ev.template, *([ev.interpretation] if ev.interpretation else [])]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: list[Event],
@@ -160,6 +171,8 @@ def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: li
     from fusionlog.llm.label import describe
 
     prompts = [load_prompt(prompt), *([load_prompt(counter)] if counter else [])]
+    if not any("{interpretation}" in p.user for p in prompts):  # not shown: not in the cache key either
+        events = [dataclasses.replace(ev, interpretation=None) for ev in events]
     desc = describe(system)
     st = JudgeStats(events=len(events))
     t0 = time.perf_counter()
@@ -172,7 +185,7 @@ def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: li
     elif model is None:
         raise ValueError("judge: give the model name with a client factory")
     for k, ev in items:
-        hit = cache.get(model, prompts[k].version, _key(desc, ev)) if cache else None
+        hit = cache.get(model, prompts[k].version, event_key(desc, ev)) if cache else None
         if hit is not None:
             got[k, ev.template_id] = hit
             st.cache_hits += ev.template_id >= 0
@@ -199,7 +212,7 @@ def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: li
                 got[k, ev.template_id] = (ans.value, ans.kind)
                 st.no_logprobs += ans.kind == "no-logprobs" and ev.template_id >= 0
                 if cache:
-                    cache.put(model, prompts[k].version, _key(desc, ev), ans.value, ans.kind)
+                    cache.put(model, prompts[k].version, event_key(desc, ev), ans.value, ans.kind)
             if progress:
                 progress(done, len(todo))
 
