@@ -70,6 +70,21 @@ def table_dir(run: Path, table: str, system: str | None = None) -> Path:
     return d if system is None else d / f"system={system}"
 
 
+def write_partition(run: Path, table: str, system: str, rows: pa.Table) -> None:
+    """``<table>/system=<system>/part-0.parquet``, replaced atomically (a table written whole per system)."""
+    with atomic_dir(table_dir(run, table, system)) as tmp:
+        tmp.mkdir()
+        pq.write_table(rows, tmp / "part-0.parquet")
+
+
+def read_partition(run: Path, table: str, system: str, columns: list[str], missing: str) -> pa.Table:
+    """The ``columns`` of ``<table>/system=<system>/``; ``missing`` says what writes it when it is not there."""
+    d = table_dir(run, table, system)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} not found: {missing}")
+    return pq.read_table(d, columns=columns)
+
+
 def llm_labels_dir(run: Path, target: str) -> Path:
     """``llm_labels/system=<target>/``: the LLM's verdicts (:func:`read_verdicts`, :func:`write_verdicts`)."""
     return table_dir(run, "llm_labels", target)

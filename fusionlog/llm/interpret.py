@@ -95,24 +95,15 @@ def interpret(client: ChatClient | Callable[[], ChatClient], system: str, events
 
 def write_interpretations(run: Path, system: str, table: pa.Table) -> None:
     """``interpretations/system=<system>/`` (atomically)."""
-    import pyarrow.parquet as pq
+    from fusionlog.rundir import write_partition
 
-    from fusionlog.io import atomic_dir
-    from fusionlog.rundir import table_dir
-
-    with atomic_dir(table_dir(run, "interpretations", system)) as tmp:
-        tmp.mkdir()
-        pq.write_table(table.cast(INTERPRETATIONS), tmp / "part-0.parquet")
+    write_partition(run, "interpretations", system, table.cast(INTERPRETATIONS))
 
 
 def read_interpretations(run: Path, system: str) -> dict[int, str | None]:
     """template id -> interpretation (None: the LLM gave none); an error says to run the judge stage with them."""
-    import pyarrow.parquet as pq
+    from fusionlog.rundir import read_partition
 
-    from fusionlog.rundir import table_dir
-
-    d = table_dir(run, "interpretations", system)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d} not found: run the judge stage with llm.event_interpret_prompt set")
-    t = pq.read_table(d)
+    t = read_partition(run, "interpretations", system, ["template_id", "interpretation"],
+                       "run the judge stage with llm.event_interpret_prompt set")
     return dict(zip(t["template_id"].to_pylist(), t["interpretation"].to_pylist(), strict=True))

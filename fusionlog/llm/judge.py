@@ -244,24 +244,15 @@ def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: li
 
 def write_event_scores(run: Path, system: str, table: pa.Table) -> None:
     """``event_scores/system=<system>/`` (atomically)."""
-    import pyarrow.parquet as pq
+    from fusionlog.rundir import write_partition
 
-    from fusionlog.io import atomic_dir
-    from fusionlog.rundir import table_dir
-
-    with atomic_dir(table_dir(run, "event_scores", system)) as tmp:
-        tmp.mkdir()
-        pq.write_table(table.cast(EVENT_SCORES), tmp / "part-0.parquet")
+    write_partition(run, "event_scores", system, table.cast(EVENT_SCORES))
 
 
 def read_event_scores(run: Path, system: str) -> dict[int, float | None]:
     """template id -> calibrated event score (None: the LLM abstained); an error says to run the judge stage."""
-    import pyarrow.parquet as pq
+    from fusionlog.rundir import read_partition
 
-    from fusionlog.rundir import table_dir
-
-    d = table_dir(run, "event_scores", system)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d} not found: run the judge stage (`fusionlog run`) with a method that needs it")
-    t = pq.read_table(d, columns=["template_id", "score"])
+    t = read_partition(run, "event_scores", system, ["template_id", "score"],
+                       "run the judge stage (`fusionlog run`) with a method that needs it")
     return dict(zip(t["template_id"].to_pylist(), t["score"].to_pylist(), strict=True))
