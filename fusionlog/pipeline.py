@@ -109,9 +109,9 @@ class Ctx:
     def need_distill(self) -> bool:
         return any(x.needs.distill for x in self.methods)
 
-    @property
+    @functools.cached_property
     def embed(self) -> EmbedConfig:
-        """``conf/embed.yaml`` with the experiment's ``embed:`` overrides."""
+        """``conf/embed.yaml`` with the experiment's ``embed:`` overrides (read once per run)."""
         return load_embed(overrides=self.exp.embed)
 
     def need_judge(self) -> bool:
