@@ -314,12 +314,15 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
     judged = [target] if judged is None else judged
     cache = ProbabilityCache(llm_cache_file(cache_run or ctx.run))
     stats, warnings, texts, calls = {}, [], {}, {}
+    prompt = ctx.llm.event_interpret_prompt
+    if interpreted and not prompt:
+        raise ValueError(f"judge: interpretations of {', '.join(interpreted)} asked for, but "
+                         "llm.event_interpret_prompt is not set")
     try:
         for system in interpreted or []:
             with ctx.reporter.bar(f"judge: LLM interpretations of {system}'s events") as tick:
-                table, ist = interpret(ctx.client, system, events_of(ctx.run, system), ctx.llm.event_interpret_prompt
-                                       or "event_interpret_v1", cache, ctx.llm.concurrency, tick,
-                                       model=model_name(ctx.llm))
+                table, ist = interpret(ctx.client, system, events_of(ctx.run, system), str(prompt), cache,
+                                       ctx.llm.concurrency, tick, model=model_name(ctx.llm))
             write_interpretations(ctx.run, system, table)
             ctx.say(f"judge {system}: {ist.line()}")
             texts[system] = dict(zip(table["template_id"].to_pylist(), table["interpretation"].to_pylist(),
@@ -514,7 +517,7 @@ def detect_stage(ctx: Ctx) -> DetectOut:
     exp, run = ctx.exp, ctx.run
     assert ctx.state.train is not None and ctx.state.distill is not None
     art = _artifacts(ctx, ctx.state.distill.model_dir)
-    tables = {m.name: m.score(art) for m in ctx.methods}
+    tables = {m.name: art.scores(m.name) for m in ctx.methods}
     for mode, t in tables.items():
         write_scores(run, mode, exp.target, t)
         notes = method_notes_file(run, mode)

@@ -57,6 +57,7 @@ class Artifacts:
     small: Callable[[str], dict[str, float]]  # model directory -> P(anomalous) by window id
     llm: Callable[[str], dict[str, float | None]]  # purpose -> P(anomalous) by window id (None: abstained)
     notes: dict[str, dict] = field(default_factory=dict)  # method -> what it wants kept beside its scores (JSON)
+    _memo: dict[object, object] = field(default_factory=dict, repr=False)  # scores and template ids, once each
 
     @property
     def target(self) -> str:
@@ -73,13 +74,22 @@ class Artifacts:
                          "route": [self.routes[i] for i in self.ids], "scorer": [scorer] * len(self.ids),
                          "round": pa.nulls(len(self.ids), pa.int16())}, schema=SCORES)
 
+    def scores(self, method: str) -> pa.Table:
+        """The registered ``method``'s scores table, computed once per run (views feed several methods: the fusion,
+        the distilled model's cut and their own baseline rows)."""
+        if ("scores", method) not in self._memo:
+            self._memo["scores", method] = get(method).score(self)
+        return self._memo["scores", method]  # type: ignore[return-value]
+
     def template_ids(self) -> list[list[int]]:
-        """Each window's template ids, in :attr:`ids` order."""
+        """Each window's template ids, in :attr:`ids` order (read once)."""
         from fusionlog.train.data import read_windows
 
-        t = read_windows(self.run, self.target, ["window_id", "template_ids"])
-        by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
-        return [by_id[i] for i in self.ids]
+        if "template_ids" not in self._memo:
+            t = read_windows(self.run, self.target, ["window_id", "template_ids"])
+            by_id = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
+            self._memo["template_ids"] = [by_id[i] for i in self.ids]
+        return self._memo["template_ids"]  # type: ignore[return-value]
 
 
 class Method:

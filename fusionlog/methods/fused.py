@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from fusionlog.methods import Artifacts, Method, Needs, get, register
+from fusionlog.methods import Artifacts, Method, Needs, register
 
 if TYPE_CHECKING:
     from fusionlog.fusion import Decision
@@ -75,14 +75,14 @@ class FusionLog(Method):
         from fusionlog.fusion import majority
 
         names = self.views(art)
-        scores = {v: get(v).score(art)["score"].to_numpy().astype(np.float64) for v in names}
+        scores = {v: art.scores(v)["score"].to_numpy().astype(np.float64) for v in names}
         return names, majority(scores, art.threshold)
 
     def score(self, art: Artifacts) -> pa.Table:
         names, d = self.decide(art)
         checks = {}
         for v in CHECKED:
-            flags = get(v).score(art)["label"].to_numpy().astype(bool)
+            flags = art.scores(v)["label"].to_numpy().astype(bool)
             checks[v] = agreement(flags, d.label)
         art.notes[self.name] = {"cut": self.cut, "candidates": names, "voting": d.voting,
                                 "estimates": d.fused.summary() if d.fused else None, "checked": checks,
