@@ -29,5 +29,6 @@ def test_severity_top_cuts_at_the_most_severe_level_the_system_uses() -> None:
     assert (s >= top_level_cut(fatal)).tolist() == [False, True, False, False]  # "Level is FATAL"
     assert (s >= SCORE["error"]).tolist() == [False, True, True, True]  # severity's own cut: error or worse
     assert (severity_scores(ids, worst_error) >= top_level_cut(worst_error)).tolist() == [False, False, True, True]
-    unknown = dict.fromkeys((1, 2, 3), "unknown")  # a system without levels flags nothing
-    assert not (severity_scores(ids, unknown) >= top_level_cut(unknown)).any()
+    for quiet in ("unknown", "info"):  # without levels, or with nothing worse than info: nothing flagged
+        lv = dict.fromkeys((1, 2, 3), quiet)
+        assert not (severity_scores(ids, lv) >= top_level_cut(lv)).any()

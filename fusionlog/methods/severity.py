@@ -6,10 +6,10 @@ highest of its events: fatal 1.0, error 0.75, warn 0.4, info 0.1, debug 0.05, un
 threshold (0.5) that is the operator's rule "error or worse". Systems without levels score 0 everywhere (the
 table says so: the baseline exists only where levels exist).
 
-``severity-top`` ranks the same way and cuts at the most severe level the system's events use ("Level is FATAL" on a
-system that logs FATAL, "ERROR" on one whose worst is ERROR): the stricter operator's rule, a second label-free
-baseline. The fusion's severity view keeps "error or worse"; which of the two cuts suits a target cannot be told
-without its labels (docs/pipeline.md has both measured).
+``severity-top`` ranks the same way and cuts at the most severe level the system's events use ("Level is FATAL"
+on a system that logs FATAL, "ERROR" on one whose worst is ERROR, nothing where it is below WARN): the stricter
+operator's rule, a second label-free baseline. The fusion's severity view keeps "error or worse"; which of the
+two cuts suits a target cannot be told without its labels (docs/pipeline.md has both measured).
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ class Severity(Method):
 
 
 def top_level_cut(level: dict[int, str]) -> float:
-    """The score of the most severe level among the system's events (>1 where none is above ``unknown``: no flag)."""
+    """The score of the most severe level among the system's events; above every score (no flag) where that level
+    is below ``warn``: a system that logs nothing worse than info has no level that reports trouble."""
     top = max((SCORE[v] for v in level.values()), default=0.0)
-    return top if top > 0.0 else 2.0
+    return top if top >= SCORE["warn"] else 2.0
 
 
 @register("severity-top")
@@ -59,7 +60,7 @@ class SeverityTop(Method):
     cut = "an event logged at the most severe level the system's events use"
 
     def hash_inputs(self, exp: object) -> object:
-        return {"score": SCORE, "cut": "top-level-v1"}
+        return {"score": SCORE, "cut": "top-level-v2"}
 
     def score(self, art: Artifacts) -> pa.Table:
         from fusionlog.events import read_events, severity_by_template
