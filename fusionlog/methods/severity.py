@@ -65,6 +65,6 @@ class SeverityTop(Method):
     def score(self, art: Artifacts) -> pa.Table:
         from fusionlog.events import read_events, severity_by_template
 
-        level = severity_by_template(read_events(art.run, art.target))
-        s = severity_scores(art.template_ids(), level)
-        return art.table(s, "severity", labels=s >= top_level_cut(level))
+        s = art.scores("severity")["score"].to_numpy()  # the same ranking: only the cut differs
+        return art.table(s, "severity", labels=s >= top_level_cut(severity_by_template(read_events(art.run,
+                                                                                                 art.target))))
