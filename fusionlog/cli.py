@@ -576,6 +576,24 @@ def bench_llm(
         out.write_text(json.dumps(rows, indent=2))
 
 
+@bench.command("judge")
+@_errors
+def bench_judge(
+    run: Annotated[Path, typer.Option("--run", "-r", help="a run with the system's events/ (up to the events stage)")],
+    system: Annotated[str, typer.Option("--system", "-s")],
+    n: Annotated[int, typer.Option(help="events to ask per setting")] = 48,
+    block_sizes: Annotated[str, typer.Option(help="comma-separated KV-cache block sizes, the first the baseline "
+                                                  "(128: vLLM's CPU default)")] = "128,32",
+    dtype: Annotated[str | None, typer.Option(help="the engine's dtype (default: conf/llm.yaml's, auto)")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="a prepared model (default: the default model)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+) -> None:
+    """Event questions/s of the LLM service per KV-cache block size vs the first (baseline), same events."""
+    from fusionlog.bench.judge import run as bench
+
+    bench(run, system, _llm_cfg(model_path), n, [int(x) for x in block_sizes.split(",")], out, dtype)
+
+
 @bench.command("llm-quality")
 @_errors
 def bench_llm_quality(

@@ -530,13 +530,17 @@ class ServeConfig(_Model):
     max_model_len: int = Field(2048, ge=256)
     max_num_seqs: int = Field(8, ge=1)
     enforce_eager: bool = True  # CPU: loads in ~40 s instead of ~130 s for ~15 % slower decode
-    # the weights' dtype in the engine; auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16 / AMX),
-    # else float32 (on an AVX2-only CPU, bf16 matmuls fall back to a path ~50x slower: docs/llm.md)
+    # the engine's dtype; auto: float32 on CPUs (bf16 quantizes the judge's yes/no log-odds into ties, and its
+    # numerics differ between CPUs; on an AVX2-only CPU it is also ~50x slower: docs/llm.md), bfloat16 on GPUs
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
     num_replicas: int = Field(1, ge=1)
     autoscaling: dict[str, int] | None = None  # e.g. {min_replicas: 1, max_replicas: 4}
     cpus_per_replica: float = Field(1, gt=0)
     kv_cache_gib: int = Field(1, ge=1)  # VLLM_CPU_KVCACHE_SPACE (CPU only)
+    # tokens per KV-cache block; prefix caching reuses whole blocks only. None: 32 on CPU (vLLM's CPU default, 128,
+    # recomputes a shared 160-token instruction past its first 128 tokens in every event question:
+    # `fusionlog bench judge`, docs/llm.md), the engine's own default on GPUs
+    block_size: int | None = Field(None, ge=16, multiple_of=16)
     omp_threads: int = Field(2, ge=1)  # OMP_NUM_THREADS of the engine (CPU only)
     reserved_cpus: int = Field(0, ge=0)  # VLLM_CPU_NUM_OF_RESERVED_CPU; vLLM reserves one core by default
     host: str = "127.0.0.1"  # bind address: loopback unless you mean otherwise

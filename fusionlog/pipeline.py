@@ -352,7 +352,7 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
         return JudgeOut(sources=others, interpreted=calls.get(target, 0))
     st = stats[target]
     return JudgeOut(target, st.events, st.asked, st.cache_hits, st.abstained, st.no_logprobs, st.p_cf,
-                    st.calibration, st.seconds, warnings, others, calls.get(target, 0))
+                    st.calibration, st.seconds, warnings, others, calls.get(target, 0), st.distinct, st.undecided)
 
 
 def _embed(ctx: Ctx) -> EmbedOut:

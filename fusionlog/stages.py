@@ -40,6 +40,8 @@ class JudgeOut:
     warnings: list[str] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)
     interpreted: int = 0  # interpretations generated (LLM calls beside ``asked``; llm.event_interpret_prompt)
+    distinct: int = 0  # distinct P(yes) among the target's answered events (JudgeStats.distinct)
+    undecided: int = 0  # target events near the mixture's cut (JudgeStats.undecided)
 
     def calls(self) -> int:
         """The LLM calls of the stage: questions and interpretations, of the target and the sources."""

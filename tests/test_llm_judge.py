@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from fusionlog.llm.cache import ProbabilityCache
@@ -223,3 +224,36 @@ def test_an_interpretation_the_question_does_not_show_does_not_change_its_cache_
         n = len(fake.requests)
         _, st = judge(_client(fake.url), "X", [dataclasses.replace(ev, interpretation="A disk broke.")], cache=cache)
     assert len(fake.requests) == n and st.cache_hits == 1
+
+
+def test_ties_in_p_yes_warn_and_events_near_the_cut_are_counted() -> None:
+    """Coarse log-odds (a bfloat16 engine's) make events tie, and the mixture's cut then moves them together: the
+    stats count the distinct P(yes) and warn below TIES_WARN of the events; events whose posterior lies within
+    UNDECIDED are counted (the view's cut hangs on them)."""
+    from fusionlog.llm.judge import TIES_WARN, UNDECIDED
+
+    events = [Event(i, f"event {i} <*>", "info", "c") for i in range(1, 13)]
+
+    def fine(body: dict) -> dict:  # every event its own P(yes): two groups with a spread
+        user = body["messages"][-1]["content"]
+        i = next((int(w) for w in user.replace('"', " ").split() if w.isdigit()), 0)
+        p = 0.5 if i == 0 else 0.70 + 0.01 * i if i <= 6 else 0.85 + 0.01 * (i - 6)
+        return _choice({"yes": p, "no": 1 - p})
+
+    def coarse(body: dict) -> dict:  # the same, rounded to two values: ties
+        p = fine(body)["logprobs"]["content"][0]["top_logprobs"]
+        py = math.exp(next(t["logprob"] for t in p if t["token"] == "yes"))
+        q = 0.5 if py == 0.5 else 0.75 if py < 0.8 else 0.9
+        return _choice({"yes": q, "no": 1 - q})
+
+    def near_cut(table: pa.Table) -> int:
+        return sum(UNDECIDED[0] < x < UNDECIDED[1] for x in table["score"].to_pylist())
+
+    with FakeOpenAIEndpoint(fine) as fake:
+        table, st = judge(_client(fake.url), "X", events)
+    assert st.calibration == "mixture" and st.distinct == 12 and st.warning() is None
+    assert st.undecided == near_cut(table) and "12 distinct P(yes)" in st.line()
+    with FakeOpenAIEndpoint(coarse) as fake:
+        table, st = judge(_client(fake.url), "X", events)
+    assert st.distinct == 2 < TIES_WARN * 12 and "ties" in (st.warning() or "")
+    assert st.undecided == near_cut(table)

@@ -100,15 +100,29 @@ def test_gpu_config_is_built_from_config() -> None:
         llm_config(ServeConfig(model_path="/models/qwen", tensor_parallel_size=2))
 
 
-def test_engine_dtype_is_float32_on_cpus_without_bf16() -> None:
-    """bf16 weights on an AVX2-only CPU fall back to a path that starved the engine (docs/llm.md): auto picks
-    float32 there, bfloat16 where the CPU has native bf16 and on GPUs; an explicit dtype is kept."""
+def test_kv_block_size_is_fine_on_cpu_and_left_to_the_engine_on_gpus() -> None:
+    """Prefix caching reuses whole KV blocks: on CPU the block is 32 tokens unless configured (vLLM's CPU default,
+    128, recomputes most of the shared instruction of every event question); GPUs keep the engine's default."""
+    from fusionlog.llm.serve import llm_config
+
+    assert llm_config(ServeConfig(model_path="/m")).engine_kwargs["block_size"] == 32
+    assert llm_config(ServeConfig(model_path="/m", block_size=128)).engine_kwargs["block_size"] == 128
+    assert "block_size" not in llm_config(ServeConfig(model_path="/m", accelerator="gpu")).engine_kwargs
+    with pytest.raises(ValueError, match="multiple"):
+        ServeConfig(model_path="/m", block_size=40)
+
+
+def test_engine_dtype_is_float32_on_every_cpu_and_bf16_on_gpus() -> None:
+    """auto: float32 on CPUs, with or without native bf16 (bf16 log-odds tie in coarse steps and differ between
+    CPUs: docs/llm.md), bfloat16 on GPUs; an explicit dtype is kept, bfloat16 on a CPU without bf16 with a warning."""
     from fusionlog.llm.serve import engine_dtype
 
     assert engine_dtype("auto", "cpu", "flags : fpu sse2 avx avx2 fma") == "float32"
-    assert engine_dtype("auto", "cpu", "flags : avx2 avx512f avx512_bf16 amx_tile") == "bfloat16"
+    assert engine_dtype("auto", "cpu", "flags : avx2 avx512f avx512_bf16 amx_tile") == "float32"
     assert engine_dtype("auto", "gpu", "flags : avx2") == "bfloat16"
-    assert engine_dtype("bfloat16", "cpu", "flags : avx2") == "bfloat16"
+    with pytest.warns(UserWarning, match="without AVX512-BF16"):
+        assert engine_dtype("bfloat16", "cpu", "flags : avx2") == "bfloat16"
+    assert engine_dtype("bfloat16", "cpu", "flags : avx512_bf16") == "bfloat16"
 
 
 def test_event_judgment_reads_real_logprobs(served: tuple[LLMConfig, ChatClient]) -> None:

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from fusionlog.config import ExperimentConfig
 from fusionlog.evaluate.rawlines import raw_lines_many
 from fusionlog.evaluate.report import ReportData, write_report
+from fusionlog.llm.judge import UNDECIDED
 from fusionlog.rundir import method_notes_file, read_verdicts, report_dir, run_metrics_file, stages_dir, table_dir
 
 METRIC_KEYS = ("precision", "recall", "f1", "pr_auc", "balanced_accuracy")
@@ -107,7 +108,9 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
         out.append(f"LLM event judgment: {judge['events']} events of {judge.get('system')}, {judge.get('asked', 0)} "
                    f"asked, {judge.get('cache_hits', 0)} from cache, {judge.get('abstained', 0)} abstained; "
                    f"calibration {judge.get('calibration') or 'content-free'} (content-free P(yes) "
-                   f"{float(judge.get('p_cf', 0.5)):.3f})"
+                   f"{float(judge.get('p_cf', 0.5)):.3f}); {judge.get('distinct', 0)} distinct P(yes), "
+                   f"{judge.get('undecided', 0)} events undecided (posterior {UNDECIDED[0]}-{UNDECIDED[1]}: the view's "
+                   "cut hangs on them)"
                    + (f"; {judge['interpreted']} interpretations generated first." if judge.get("interpreted")
                       else "."))
     for system, x in (judge.get("sources") or {}).items():

@@ -59,6 +59,8 @@ EVENT_SCORES = pa.schema([("template_id", pa.int64()), ("p_yes", pa.float64()), 
                           ("score_cf", pa.float64()), ("kind", pa.string()), ("p_counter", pa.float64())])
 EPS = 1e-4
 MIN_MIXTURE = 6  # events needed to fit the two-component mixture (else: contextual calibration)
+UNDECIDED = (0.25, 0.75)  # mixture posteriors near the view's cut (0.5): counted and reported, not used
+TIES_WARN = 0.75  # warn when fewer distinct P(yes) than this share of the answered events (coarse log-odds)
 
 
 @dataclass(frozen=True)
@@ -136,13 +138,16 @@ class JudgeStats:
     no_logprobs: int = 0  # answers without log-probabilities (read from the generated word: 1 or 0)
     p_cf: float = 0.5  # the content-free prior
     calibration: str = "mixture"  # mixture | content-free (too few events for the mixture)
+    distinct: int = 0  # distinct P(yes) (4 decimals) among the answered events: ties mean coarse log-odds
+    undecided: int = 0  # events whose mixture posterior lies within UNDECIDED: the view's cut hangs on them
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"{self.events} events, {self.asked} asked, {self.cache_hits} from cache, {self.abstained} "
                 f"abstained, calibration {self.calibration} (content-free P(yes) {self.p_cf:.3f}), "
-                f"{self.seconds:.1f} s")
+                f"{self.distinct} distinct P(yes), {self.undecided} undecided (posterior {UNDECIDED[0]}-"
+                f"{UNDECIDED[1]}), {self.seconds:.1f} s")
 
     def warning(self) -> str | None:
         if self.no_logprobs:
@@ -151,6 +156,11 @@ class JudgeStats:
                     "model whose OpenAI endpoint returns logprobs (vLLM does) for ranked event scores")
         if self.events and self.abstained / self.events >= 0.2:
             return f"the LLM abstained on {self.abstained} of {self.events} events: they score the prior"
+        answered = self.events - self.abstained
+        if answered >= MIN_MIXTURE and self.distinct < TIES_WARN * answered:
+            return (f"the LLM's P(yes) ties: {self.distinct} distinct values among {answered} events, so the "
+                    "mixture's cut moves tied events together; a bfloat16 engine's log-odds come in steps of "
+                    "about 0.04 (serve.dtype float32 resolves them: docs/llm.md)")
         return None
 
 
@@ -227,6 +237,8 @@ def judge(client: ChatClient | Callable[[], ChatClient], system: str, events: li
     answered = [t for t, v in value.items() if v is not None]
     mixed = mixture_scores([value[t] for t in answered])  # type: ignore[misc]
     st.calibration = "mixture" if mixed is not None else "content-free"
+    st.distinct = len({round(float(value[t]), 4) for t in answered})  # type: ignore[arg-type]
+    st.undecided = sum(UNDECIDED[0] < x < UNDECIDED[1] for x in mixed or [])
     upper = dict(zip(answered, mixed or [], strict=False))
     rows = {k: [] for k in EVENT_SCORES.names}
     for ev in events:

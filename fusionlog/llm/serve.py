@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ray.serve.llm import LLMConfig
 
 APP = "fusionlog-llm"
+CPU_BLOCK_SIZE = 32  # KV-cache block on CPU (ServeConfig.block_size): prefix caching reuses whole blocks
 
 
 def _model_source(path: str | Path) -> str:
@@ -48,10 +50,20 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
 
 
 def engine_dtype(dtype: str, accelerator: str, cpuinfo: str | None = None) -> str:
-    """The engine's dtype: as configured, or for ``auto`` bfloat16 on GPUs and bf16-capable CPUs, else float32."""
+    """The engine's dtype: as configured, or for ``auto`` float32 on every CPU and bfloat16 on GPUs.
+
+    Not bf16 on CPUs, even those that compute it natively: the judge reads each event's yes/no log-odds, and in
+    bf16 they come in steps of ≈ 0.04, so events tie in groups (58 distinct P(yes) among BGL_2k's 115 events,
+    against 113 in float32) and the mixture's cut moves whole groups; float32 gave the same scores on an AVX2 and
+    an AVX512-BF16 machine, bf16 other ones (docs/llm.md). An explicit bfloat16 on a CPU without native bf16 warns:
+    vLLM falls back to a path that starved the engine there."""
     if dtype != "auto":
+        if dtype == "bfloat16" and accelerator == "cpu" and not cpu_has_bf16(cpuinfo):
+            warnings.warn("serve.dtype bfloat16 on a CPU without AVX512-BF16 or AMX (this machine's /proc/cpuinfo): "
+                          "vLLM computes it on a slow fallback path (docs/llm.md); float32 is the CPU default",
+                          stacklevel=2)
         return dtype
-    return "bfloat16" if accelerator != "cpu" or cpu_has_bf16(cpuinfo) else "float32"
+    return "float32" if accelerator == "cpu" else "bfloat16"
 
 
 def llm_config(cfg: ServeConfig) -> LLMConfig:
@@ -72,6 +84,9 @@ def llm_config(cfg: ServeConfig) -> LLMConfig:
         # compact JSON: without this xgrammar lets the model spend max_tokens on whitespace between fields
         "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
+    block = c["block_size"] or (CPU_BLOCK_SIZE if cpu else None)
+    if block:
+        engine["block_size"] = block
     if cpu:
         if c["tensor_parallel_size"] != 1 or c["accelerator_type"]:
             raise ValueError("accelerator cpu takes tensor_parallel_size 1 and no accelerator_type")
