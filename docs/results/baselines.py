@@ -1,17 +1,18 @@
 """Label-free baselines on the shipped targets (labels read only to score them)."""
+import json
 import tempfile
 from pathlib import Path
+
 import numpy as np
+
 from fusionlog.evaluate.metrics import binary_metrics
-from fusionlog.events import write_events, read_events
+from fusionlog.events import read_events, write_events
 from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 from fusionlog.ingest.stage import ingest
 from fusionlog.methods.pca import pca_scores
 from fusionlog.methods.rarity import rarity_scores
 from fusionlog.methods.severity import severity_scores
 from fusionlog.train.data import read_windows
-
-import json
 
 d = Path("data")
 OUT: list[dict] = []
@@ -31,7 +32,8 @@ with tempfile.TemporaryDirectory() as tmp:
     ingest_sequences("HDFS", d / "HDFS/HDFS_templates.csv", [parse_spec(f"{d}/HDFS/hdfs_train.gz:normal"),
                      parse_spec(f"{d}/HDFS/hdfs_test_abnormal.gz:anomalous:0.01")], run)
     t = read_windows(run, "HDFS", ["template_ids", "label"])
-    show("HDFS sequences, natural rate (5,759 blocks, 176 anomalous)", t["template_ids"].to_pylist(), np.array(t["label"].to_pylist()))
+    show("HDFS sequences, natural rate (5,759 blocks, 176 anomalous)", t["template_ids"].to_pylist(),
+         np.array(t["label"].to_pylist()))
     ingest("BGL", [str(d / "loghub_2k/BGL/BGL_2k.log.gz")], run, window="line")
     write_events(run, "BGL", {})
     lv = dict(zip(*(read_events(run, "BGL")[c].to_pylist() for c in ("template_id", "level")), strict=True))

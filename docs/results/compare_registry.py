@@ -1,9 +1,13 @@
 """Recorded comparison for issue 14: the demo run of commit 9b281b8 (before the method registry), scored again by
 the registry's methods from the same upstream artifacts (models, LLM verdicts, routes); scores and metrics equal."""
-import json, shutil, sys
+import json
+import shutil
+import sys
 from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
+
 from fusionlog.config import ExperimentConfig, load_llm
 from fusionlog.pipeline import Ctx, detect_stage, evaluate_stage
 from fusionlog.stages import DistillOut, RunState, TrainOut
@@ -19,7 +23,8 @@ th = raw["distill"].pop("threshold")
 raw["evaluate"].pop("threshold")
 raw["run"]["threshold"] = th
 exp = ExperimentConfig.model_validate(raw)
-fix = lambda p: p.replace(old_root, str(run)) if isinstance(p, str) else p
+def fix(p):
+    return p.replace(old_root, str(run)) if isinstance(p, str) else p
 tr = json.loads((run / "stages/train.json").read_text())["summary"]
 di = json.loads((run / "stages/distill.json").read_text())["summary"]
 di = {k: v for k, v in di.items() if k in DistillOut.__dataclass_fields__}
