@@ -21,16 +21,17 @@ console = Console(width=140)
 def run(run_dir: Path, system: str, cfg: LLMConfig, n: int, block_sizes: list[int], out: Path | None,
         dtype: str | None = None) -> list[dict]:
     """Ask the first ``n`` events of ``system`` (``run_dir`` has its ``events/``) under each block size, no cache;
-    ``dtype`` overrides the engine's (``auto``: bfloat16 where the CPU has native bf16, else float32)."""
+    ``dtype`` overrides the engine's (``auto``: float32 on CPUs, bfloat16 on GPUs)."""
     from fusionlog.llm.serve import engine_dtype
 
     events = events_of(run_dir, system)[:n]
     if not events:
         raise ValueError(f"no events of {system} in {run_dir}: run the pipeline up to the events stage first")
+    serve = cfg.serve.model_copy(update={"dtype": dtype}) if dtype else cfg.serve
+    used = engine_dtype(serve.dtype, serve.accelerator)
     rows, base = [], None
     for b in block_sizes:
-        c = cfg.model_copy(update={"serve": cfg.serve.model_copy(
-            update={"block_size": b, **({"dtype": dtype} if dtype else {})})})
+        c = cfg.model_copy(update={"serve": serve.model_copy(update={"block_size": b})})
         with llm_client(c) as client:
             t0 = time.perf_counter()
             table, st = judge(client, system, events, prompt=cfg.event_prompt, cache=None,
@@ -40,7 +41,7 @@ def run(run_dir: Path, system: str, cfg: LLMConfig, n: int, block_sizes: list[in
         base = base or p
         diff = max((abs(a - b) for a, b in zip(p, base, strict=True)), default=0.0)
         asked = st.asked + len(CONTENT_FREE)
-        rows.append({"block_size": b, "dtype": engine_dtype(c.serve.dtype, c.serve.accelerator),
+        rows.append({"block_size": b, "dtype": used,
                      "events": len(events), "answered": sum(x == x for x in p), "questions": asked,
                      "seconds": seconds, "questions_per_s": asked / seconds, "max_abs_diff_p_yes": diff,
                      "baseline": b == block_sizes[0]})
