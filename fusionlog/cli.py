@@ -360,17 +360,33 @@ def run_cmd(
     print_run(run, out)
 
 
-def print_run(run: Path, out) -> None:  # noqa: ANN001 (fusionlog.stages.RunState)
-    from fusionlog.rundir import table_dir
-
-    ev = out.evaluate
-    if ev is not None and ev.labeled:
+def evaluation_table(ev) -> Table:  # noqa: ANN001 (fusionlog.stages.EvaluateOut)
+    """F1 per method on the labeled target windows; where none of them is anomalous F1 is undefined (no anomaly to
+    find: every flag is a false positive), so the table shows each method's flagged windows instead."""
+    if ev.anomalous != 0:
         t = Table(title=f"F1 on {ev.labeled} labeled target windows (labels read by evaluate only)")
         t.add_column("method")
         t.add_column("F1", justify="right")
         for m, f in ev.f1.items():
             t.add_row(m, f"{f:.3f}")
-        console.print(t)
+        return t
+    t = Table(title=f"0 of {ev.labeled} labeled target windows anomalous: F1 undefined, every flag is a false "
+                    "positive")
+    t.add_column("method")
+    t.add_column("flagged", justify="right")
+    t.add_column("share", justify="right")
+    for m in ev.f1:
+        n = ev.flagged.get(m, 0)
+        t.add_row(m, str(n), f"{n / ev.labeled:.1%}")
+    return t
+
+
+def print_run(run: Path, out) -> None:  # noqa: ANN001 (fusionlog.stages.RunState)
+    from fusionlog.rundir import table_dir
+
+    ev = out.evaluate
+    if ev is not None and ev.labeled:
+        console.print(evaluation_table(ev))
     det = out.detect
     if det is not None:
         console.print(f"scores: {det.windows} windows, {det.anomalous} anomalous ({det.mode}) -> "

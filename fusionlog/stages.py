@@ -94,6 +94,8 @@ class EvaluateOut:
     labeled: int
     f1: dict[str, float] = field(default_factory=dict)
     rounds_f1: list[float | None] = field(default_factory=list)
+    anomalous: int | None = None  # anomalous labeled windows (None: a run recorded before it was kept)
+    flagged: dict[str, int] = field(default_factory=dict)  # labeled windows each method flags
 
 
 @dataclass

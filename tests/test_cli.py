@@ -44,3 +44,23 @@ def test_experiment_commands_name_what_is_wrong(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "objective" in r.output
     r = runner.invoke(app, ["train", "hdfs_to_openstack", "--run", str(tmp_path)])  # nothing prepared yet
     assert r.exit_code == 2 and "run the events stage" in r.output  # the first stage missing that train reads
+
+
+def test_all_normal_target_shows_flags_not_f1() -> None:
+    from rich.console import Console
+
+    from fusionlog.cli import evaluation_table
+    from fusionlog.stages import EvaluateOut
+
+    def text(ev: EvaluateOut) -> str:
+        c = Console(record=True, width=200)
+        c.print(evaluation_table(ev))
+        return c.export_text()
+
+    normal = text(EvaluateOut(501, {"fusionlog": 0.0, "rarity": 0.0}, anomalous=0,
+                              flagged={"fusionlog": 16, "rarity": 19}))
+    assert "F1 undefined" in normal and "16" in normal and "3.2%" in normal and "3.8%" in normal
+    mixed = text(EvaluateOut(2000, {"fusionlog": 0.622}, anomalous=143, flagged={"fusionlog": 317}))
+    assert "F1 on 2000" in mixed and "0.622" in mixed and "undefined" not in mixed
+    old = text(EvaluateOut(2000, {"fusionlog": 0.622}))  # a run recorded before the count was kept
+    assert "0.622" in old

@@ -133,4 +133,5 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
     result["views_rounds"] = views_precision(run, exp.target, views_rounds or [], ids, y) if len(ids) else []
     atomic_write_text(run_metrics_file(run), json.dumps(result, indent=2, default=float))
     return EvaluateOut(len(ids), {m: v["all"]["f1"] for m, v in result["methods"].items()},
-                       [r.get("f1_labeled") for r in rounds])
+                       [r.get("f1_labeled") for r in rounds], anomalous=result["anomalous"],
+                       flagged={m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in result["methods"].items()})
