@@ -187,6 +187,21 @@ def test_report_without_labels_or_rounds(tmp_path: Path) -> None:
     assert doc["evaluation"] is None and doc["rounds"] == [] and doc["metrics"] == {} and doc["tau"] is None
 
 
+def test_report_on_a_target_with_no_anomalous_window(tmp_path: Path) -> None:
+    data = _sample(tmp_path)
+    normal = data.y_true == 0
+    keep = np.flatnonzero(normal)  # BGL_2k's normal lines only: nothing to find
+    data.x_sim, data.routes = data.x_sim[keep], data.routes[keep]
+    data.y_true, data.y_score, data.y_pred = data.y_true[keep], data.y_score[keep], data.y_pred[keep]
+    data.metrics = {"fusionlog": binary_metrics(data.y_true, data.y_score)}
+    page = write_report(tmp_path / "report", data).read_text(encoding="utf-8")
+    assert f"On {len(keep):,} labeled target windows (0 anomalous)" in page
+    assert "recall and F1 are undefined" in page and "PR curve not evaluated" in page
+    row = re.search(r'<tr class="ours">(.*?)</tr>', page).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+    assert cells[0] == "0.000" and cells[1] == "–" and cells[2] == "–"  # precision 0 (every flag wrong); recall, F1
+
+
 def test_pr_curve_agrees_with_average_precision() -> None:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 500)

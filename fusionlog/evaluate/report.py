@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -432,6 +432,10 @@ def _quality(data: ReportData, ev: dict[str, Any] | None) -> str:
     plots = f'<div class="plots">{pr}{plot_confusion(ev)}</div>'
     intro = (f"On {ev['n']:,} labeled target windows ({ev['positives']:,} anomalous). The labels are read for "
              "this evaluation only.")
+    if ev["positives"] == 0:  # nothing to find: recall and F1 are undefined, every flag is a false positive
+        intro += (" None of them is anomalous, so recall and F1 are undefined (shown as –) and every window a method "
+                  "flags is a false positive.")
+        data = replace(data, metrics={m: {**v, "recall": None, "f1": None} for m, v in data.metrics.items()})
     return _section("quality", "Detection quality", _metrics_table(data) + plots, intro)
 
 
