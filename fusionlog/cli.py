@@ -360,9 +360,13 @@ def run_cmd(
     print_run(run, out)
 
 
-def evaluation_table(ev) -> Table:  # noqa: ANN001 (fusionlog.stages.EvaluateOut)
+def evaluation_table(ev) -> Table | str:  # noqa: ANN001 (fusionlog.stages.EvaluateOut)
     """F1 per method on the labeled target windows; where none of them is anomalous F1 is undefined (no anomaly to
-    find: every flag is a false positive), so the table shows each method's flagged windows instead."""
+    find: every flag is a false positive), so the table shows each method's flagged windows instead; a target
+    without labels (the default use) gets a sentence saying there is nothing to measure."""
+    if not ev.labeled:
+        return ("no labeled target window: no quality figures (labels are optional; the scores and the report are "
+                "the result)")
     if ev.anomalous != 0:
         t = Table(title=f"F1 on {ev.labeled} labeled target windows (labels read by evaluate only)")
         t.add_column("method")
@@ -385,7 +389,7 @@ def print_run(run: Path, out) -> None:  # noqa: ANN001 (fusionlog.stages.RunStat
     from fusionlog.rundir import table_dir
 
     ev = out.evaluate
-    if ev is not None and ev.labeled:
+    if ev is not None:
         console.print(evaluation_table(ev))
     det = out.detect
     if det is not None:

@@ -18,7 +18,7 @@ Later stages (same layout, ``<table>/system=<target>/``):
 
 - ``routes``: window_id, x_sim, route (``general`` | ``proprietary``); τ is in ``stats/route_<target>.json``.
 - ``llm_labels``: one row per labeled window: the LLM's verdict (null label when it abstained).
-- ``scores``: the product: one row per target window: ``score`` = P(anomalous) in [0, 1], ``label`` =
+- ``scores``: the product: one row per target window: ``score`` = P(anomalous) in [0, 1] (float64), ``label`` =
   the predicted label (1 anomalous), ``route``, ``scorer`` (``small_model`` | ``llm``: who decided),
   ``round`` (the distillation round whose model scored it; null for modes without rounds).
   ``window_id`` joins ``windows`` (first/last file + line lead back to the raw lines).
@@ -74,7 +74,7 @@ QUARANTINE = pa.schema(
 SCORES = pa.schema(
     [
         ("window_id", pa.string()),
-        ("score", pa.float32()),
+        ("score", pa.float64()),
         ("label", pa.int8()),
         ("route", pa.string()),
         ("scorer", pa.string()),

@@ -44,7 +44,7 @@ def combine(ids: list[str], routes: dict[str, str], small: dict[str, float] | No
         else:
             score.append(0.5)
             scorer.append("abstained")
-    sc = np.array(score, np.float32)
+    sc = np.array(score, np.float64)
     return pa.table({"window_id": ids, "score": sc, "label": (sc >= threshold).astype(np.int8),
                      "route": [routes[i] for i in ids], "scorer": scorer,
                      "round": pa.array([round_no] * len(ids), pa.int16())}, schema=SCORES)

@@ -46,7 +46,7 @@ def test_experiment_commands_name_what_is_wrong(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "run the events stage" in r.output  # the first stage missing that train reads
 
 
-def test_all_normal_target_shows_flags_not_f1() -> None:
+def test_evaluation_table_on_all_normal_and_unlabeled_targets() -> None:
     from rich.console import Console
 
     from fusionlog.cli import evaluation_table
@@ -64,3 +64,5 @@ def test_all_normal_target_shows_flags_not_f1() -> None:
     assert "F1 on 2000" in mixed and "0.622" in mixed and "undefined" not in mixed
     old = text(EvaluateOut(2000, {"fusionlog": 0.622}))  # a run recorded before the count was kept
     assert "0.622" in old
+    unlabeled = text(EvaluateOut(0, anomalous=0))  # a system nobody labeled: the default use
+    assert "no labeled target window" in unlabeled and "F1" not in unlabeled

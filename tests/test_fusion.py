@@ -84,8 +84,11 @@ def test_results_table_marks_a_target_its_labels_make_unmeasurable() -> None:
     rows = [{"experiment": "a_to_b", "labeled": 10, "anomalous": 2, "seeds": [seed], "label_ceiling": 0.95,
              "measurable": True, "summary": {"fusionlog": {"mean": 0.9, "std": 0.0, "n": 1}}},
             {"experiment": "b_to_c", "labeled": 10, "anomalous": 2, "seeds": [seed], "label_ceiling": 0.18,
-             "measurable": False, "summary": {"fusionlog": {"mean": 0.1, "std": 0.0, "n": 1}}}]
+             "measurable": False, "summary": {"fusionlog": {"mean": 0.1, "std": 0.0, "n": 1}}},
+            {"experiment": "c_to_d", "labeled": 0, "anomalous": 0, "seeds": [seed], "label_ceiling": None,
+             "measurable": True, "summary": {}}]
     text = markdown(rows)
+    assert "c_to_d (no labeled window: not evaluated) | 0 (0) | - |" in text
     assert "b_to_c (not measurable: its labels cap any detector at F1 0.18)" in text
     assert "a_to_b |" in text and "2 + 3" in text  # LLM calls: events + windows
     assert "8/2 (0.900)" in text  # the distillation's last kept pool and its precision

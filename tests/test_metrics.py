@@ -37,3 +37,23 @@ def test_signature_ceiling_by_hand() -> None:
     c = signature_ceiling(labels, sigs)
     # flag (1,2) only: tp 3, fp 1, fn 1 -> F1 0.75; flag (1,2) and (3,): tp 4, fp 4 -> F1 2/3
     assert c["best_f1"] == pytest.approx(0.75) and c["distinct"] == 3 and c["windows_in_conflict"] == 2
+
+
+def test_evaluate_on_an_unlabeled_system(spark, data, tmp_path) -> None:  # noqa: ANN001
+    """The default use: a system nobody labeled (Zookeeper_2k, ingested for real: every label is null). Evaluation
+    finds no labeled window and writes a run.json that says so, instead of failing on the empty selection."""
+    import json
+
+    from fusionlog.config import load_experiment
+    from fusionlog.evaluate.run_metrics import evaluate_run, labeled
+    from fusionlog.ingest.stage import ingest
+    from fusionlog.rundir import run_metrics_file
+
+    ingest("Zookeeper", [str(data / "loghub_2k/Zookeeper/Zookeeper_2k.log.gz")], tmp_path, spark=spark)
+    ids, y, ceiling = labeled(tmp_path, "Zookeeper")
+    assert ids == [] and len(y) == 0 and ceiling == {}
+    exp = load_experiment("hdfs_to_thunderbird").model_copy(update={"target": "Zookeeper"})
+    out = evaluate_run(tmp_path, exp, ["fusionlog"], [])
+    doc = json.loads(run_metrics_file(tmp_path).read_text())
+    assert out.labeled == 0 and out.f1 == {} and doc["labeled"] == 0 and doc["methods"] == {}
+    assert doc["event_ranking"] is None and doc["views_rounds"] == []

@@ -223,3 +223,26 @@ def test_evaluate_reports_methods_and_baselines(run: Path) -> None:
     assert res["duplicates"]["HDFS"]["val_in_train"] <= res["duplicates"]["HDFS"]["val_distinct"]
     assert 0 < res["signature_ceiling"]["best_f1"] <= 1
     assert (run / "eval/t.json").exists() and "| source_only |" in (run / "eval/t.md").read_text()
+
+
+def test_predict_keeps_confident_windows_apart() -> None:
+    """A fine-tuned model's logit margins reach 20-35 on a target it learned from pseudo-labels; P(anomalous) is
+    computed in float64 so such windows keep their order (float32 rounds them all to 1.0, a tie that moved whole
+    groups across the distilled model's cut)."""
+    from fusionlog.train.steps import predict
+
+    model, rows = _model(), [np.array([t]) for t in range(1, 6)]
+    with torch.no_grad():  # the same ranking, the margins stretched onto [18, 34]
+        last = model.head[-1]
+        last.bias.zero_()
+        logits, _ = model(pad(rows))
+        m = logits[:, 1] - logits[:, 0]
+        last.weight.mul_(16.0 / float(m.max() - m.min()))
+        last.bias[1] = 18.0 - 16.0 * float(m.min()) / float(m.max() - m.min())
+        logits, _ = model(pad(rows))
+    margin = (logits[:, 1] - logits[:, 0]).double()
+    p = predict(model, rows, torch.device("cpu"))
+    assert p.dtype == np.float64
+    assert margin.abs().min() > 17  # float32's softmax saturates here
+    assert len(set(torch.softmax(logits.float(), 1)[:, 1].tolist())) < 5  # float32 ties some of them
+    assert list(np.argsort(p)) == list(np.argsort(margin.numpy())) and len(set(p.tolist())) == 5

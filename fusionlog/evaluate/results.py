@@ -93,7 +93,9 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = r["experiment"]
-        if r.get("measurable") is False:
+        if not r["labeled"]:
+            name += " (no labeled window: not evaluated)"
+        elif r.get("measurable") is False:
             name += f" (not measurable: its labels cap any detector at F1 {r['label_ceiling']:.2f})"
         cells = [name, f"{r['labeled']} ({r['anomalous']})"]
         for m in cols:

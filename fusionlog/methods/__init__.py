@@ -68,7 +68,7 @@ class Artifacts:
         ``labels``), the window's route, one ``scorer`` name, no distillation round."""
         from fusionlog.contracts import SCORES
 
-        s = np.asarray(scores, np.float32)
+        s = np.asarray(scores, np.float64)
         lab = (s >= self.threshold) if labels is None else labels
         return pa.table({"window_id": self.ids, "score": s, "label": np.asarray(lab, np.int8),
                          "route": [self.routes[i] for i in self.ids], "scorer": [scorer] * len(self.ids),

@@ -108,16 +108,19 @@ def meta_step(model: nn.Module, opt: torch.optim.Optimizer, support: Batch, quer
 
 @torch.no_grad()
 def predict(model: nn.Module, seqs: list[np.ndarray], device: torch.device, batch_size: int = 256) -> np.ndarray:
-    """P(anomalous) of each window; identical sequences are scored once, in batches of similar length."""
+    """P(anomalous) of each window; identical sequences are scored once, in batches of similar length. In float64:
+    a fine-tuned model's logit margins reach 20-35, where float32's softmax rounds every P to 1.0 and ties windows
+    the model ranks apart (on Zookeeper_2k, margins 34, 28 and 19 all read 1.0, and the distilled model's cut, which
+    keeps tied windows together, flagged nothing)."""
     model.eval()
     first: dict[bytes, int] = {}
     which = np.fromiter((first.setdefault(np.asarray(s, np.int32).tobytes(), len(first)) for s in seqs), np.int64,
                         len(seqs))
     distinct = [np.frombuffer(k, np.int32) for k in first]
-    out = np.empty(len(distinct), np.float32)
+    out = np.empty(len(distinct), np.float64)
     order = np.argsort([len(s) for s in distinct], kind="stable")
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         logits, _ = model(pad([distinct[i] for i in idx]).to(device))
-        out[idx] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+        out[idx] = torch.softmax(logits.double(), dim=1)[:, 1].cpu().numpy()
     return out[which]
