@@ -3,6 +3,7 @@ embed the templates, route the target's windows. Training and evaluation follow 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,10 @@ class Prepared:
     route: object = None
 
 
-def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None) -> str:  # noqa: ANN001
-    """Ingest one dataset under its name; returns a one-line summary. ``progress``: a progress bar factory."""
+def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None,  # noqa: ANN001
+                   say: Callable[[str], None] | None = None) -> str:
+    """Ingest one dataset under its name; returns a one-line summary. ``progress``: a progress bar factory; ``say``
+    gets ingest's notes (e.g. a target that fell into too few windows to tell anything apart)."""
     if spec.kind == "sequences":
         from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 
@@ -44,6 +47,8 @@ def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None) -> st
     system = load_system(spec.system or name).model_copy(update={"name": name})
     res = ingest(system, [resolve(p) for p in spec.inputs], run, labels=[resolve(p) for p in spec.labels] or None,
                  window=spec.window, cfg=load_ingest(), progress=progress)
+    for note in res.notes if say else []:
+        say(f"note: {name}: {note}")
     anom = "unlabeled" if res.anomalous_windows is None else f"{res.anomalous_windows} anomalous"
     return (f"{res.windows} windows ({anom}), {res.templates} templates, {res.lines} lines, "
             f"{res.quarantined} quarantined")

@@ -278,7 +278,7 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
 def _ingest(ctx: Ctx) -> IngestOut:
     from fusionlog.experiment import ingest_dataset
 
-    return IngestOut({name: ingest_dataset(name, spec, ctx.run, ctx.reporter.bar)
+    return IngestOut({name: ingest_dataset(name, spec, ctx.run, ctx.reporter.bar, ctx.say)
                       for name, spec in ctx.exp.datasets.items()})
 
 

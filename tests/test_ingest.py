@@ -174,3 +174,14 @@ def test_multi_split_plain_file_line_numbers(spark, data: Path, tmp_path: Path) 
     want = raw.decode().splitlines()
     assert list(lines["line_no"]) == list(range(1, 20001))
     assert all(want[n - 1].endswith(c) for n, c in zip(lines["line_no"][::997], lines["content"][::997], strict=True))
+
+
+def test_a_target_in_too_few_windows_gets_a_note(spark, data: Path, tmp_path: Path) -> None:
+    """Hadoop_2k is one container's file, and Hadoop's window is the application (its id from the file path): all
+    2,000 lines fall into one window, which a detector can only flag whole. Ingest says so; a line window does not."""
+    src = [str(data / "loghub_2k/Hadoop/Hadoop_2k.log.gz")]
+    res = ingest("Hadoop", src, tmp_path, spark=spark)
+    assert res.windows == 1 and res.lines == 2000
+    assert any("2000 lines in 1 window (window 'application')" in n and "finer window" in n for n in res.notes)
+    fine = ingest("Hadoop", src, tmp_path / "line", window="line", spark=spark)
+    assert fine.windows == 2000 and not any("finer window" in n for n in fine.notes)

@@ -38,6 +38,9 @@ class ReconcileError(RuntimeError):
     """read != parsed + quarantined for some file: a bug, never silently accepted."""
 
 
+FEW_WINDOWS = 10  # fewer windows than this (from more lines): a note that every method can only flag the whole log
+
+
 @dataclass
 class IngestResult:
     system: str
@@ -302,6 +305,12 @@ def ingest(
         _write(quarantine, table_dir(out, "quarantine", syscfg.name))
 
         _reconcile(spark, scan, out, syscfg.name, res, policy.kind)
+        if res.lines > res.windows and res.windows < FEW_WINDOWS:
+            res.notes.append(
+                f"{res.lines} lines in {res.windows} window{'s' if res.windows != 1 else ''} (window "
+                f"{window or syscfg.default_window!r}): every method scores whole windows, so here it can only flag "
+                f"(nearly) the whole log; choose a finer window (`windows:` in the system's YAML, or the dataset's "
+                f"`window:`, e.g. a time or line window)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res.seconds["total"] = time.perf_counter() - t0
