@@ -133,9 +133,8 @@ def score(answers: Path, run: Path, system: str) -> None:
         print(f"  cut {name}: {len(keep)} events, {f.sum()} lines, F1 {f1_score(y, f):.3f}")
 
 
+COMMANDS = {"ask": lambda a: ask(Path(a[0]), a[1], Path(a[2]), Path(a[3])),
+            "score": lambda a: score(Path(a[0]), Path(a[1]), a[2])}
+
 if __name__ == "__main__":
-    cmd, *args = sys.argv[1:]
-    if cmd == "ask":
-        ask(Path(args[0]), args[1], Path(args[2]), Path(args[3]))
-    else:
-        score(Path(args[0]), Path(args[1]), args[2])
+    COMMANDS[sys.argv[1]](sys.argv[2:])
