@@ -47,8 +47,9 @@ def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None,  # no
     system = load_system(spec.system or name).model_copy(update={"name": name})
     res = ingest(system, [resolve(p) for p in spec.inputs], run, labels=[resolve(p) for p in spec.labels] or None,
                  window=spec.window, cfg=load_ingest(), progress=progress)
-    for note in res.notes if say else []:
-        say(f"note: {name}: {note}")
+    if say:
+        for note in res.notes:
+            say(f"note: {name}: {note}")
     anom = "unlabeled" if res.anomalous_windows is None else f"{res.anomalous_windows} anomalous"
     return (f"{res.windows} windows ({anom}), {res.templates} templates, {res.lines} lines, "
             f"{res.quarantined} quarantined")

@@ -52,7 +52,7 @@ def test_evaluate_on_an_unlabeled_system(spark, data, tmp_path) -> None:  # noqa
     ingest("Zookeeper", [str(data / "loghub_2k/Zookeeper/Zookeeper_2k.log.gz")], tmp_path, spark=spark)
     ids, y, ceiling = labeled(tmp_path, "Zookeeper")
     assert ids == [] and len(y) == 0 and ceiling == {}
-    exp = load_experiment("hdfs_to_thunderbird").model_copy(update={"target": "Zookeeper"})
+    exp = load_experiment("hdfs_to_zookeeper")
     out = evaluate_run(tmp_path, exp, ["fusionlog"], [])
     doc = json.loads(run_metrics_file(tmp_path).read_text())
     assert out.labeled == 0 and out.f1 == {} and doc["labeled"] == 0 and doc["methods"] == {}

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusionlog.config import ExperimentConfig
@@ -28,7 +28,7 @@ def labeled(run: Path, target: str) -> tuple[list[str], np.ndarray, dict]:
     """(ids, labels, signature ceiling) of the target's labeled windows (none on an unlabeled system: the default
     use, where ingest's ``label`` column is all null)."""
     t = read_windows(run, target, ["window_id", "label", "template_ids"])
-    t = t.filter(pa.array([y is not None for y in t["label"].to_pylist()], pa.bool_()))
+    t = t.filter(pc.is_valid(t["label"]))
     labels = t["label"].to_pylist()
     ceiling = signature_ceiling(labels, [tuple(s) for s in t["template_ids"].to_pylist()]) if labels else {}
     return t["window_id"].to_pylist(), np.array(labels, np.int8), ceiling
