@@ -365,8 +365,17 @@ def evaluation_table(ev) -> Table | str:  # noqa: ANN001 (fusionlog.stages.Evalu
     find: every flag is a false positive), so the table shows each method's flagged windows instead; a target
     without labels (the default use) gets a sentence saying there is nothing to measure."""
     if not ev.labeled:
-        return ("no labeled target window: no quality figures (labels are optional; the scores and the report are "
-                "the result)")
+        msg = ("no labeled target window: no quality figures (labels are optional; the scores and the report are "
+               "the result)")
+        if not ev.flagged or not ev.windows:
+            return msg
+        t = Table(title=f"{msg}; windows each method flags, of {ev.windows}")
+        t.add_column("method")
+        t.add_column("flagged", justify="right")
+        t.add_column("share", justify="right")
+        for m, n in ev.flagged.items():
+            t.add_row(m, str(n), f"{n / ev.windows:.1%}")
+        return t
     if ev.anomalous != 0:
         t = Table(title=f"F1 on {ev.labeled} labeled target windows (labels read by evaluate only)")
         t.add_column("method")

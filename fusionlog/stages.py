@@ -95,7 +95,8 @@ class EvaluateOut:
     f1: dict[str, float] = field(default_factory=dict)
     rounds_f1: list[float | None] = field(default_factory=list)
     anomalous: int | None = None  # anomalous labeled windows (None: a run recorded before it was kept)
-    flagged: dict[str, int] = field(default_factory=dict)  # labeled windows each method flags
+    flagged: dict[str, int] = field(default_factory=dict)  # labeled windows each method flags (unlabeled: all windows)
+    windows: int | None = None  # the target's windows, where none is labeled
 
 
 @dataclass

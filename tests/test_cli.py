@@ -66,3 +66,6 @@ def test_evaluation_table_on_all_normal_and_unlabeled_targets() -> None:
     assert "0.622" in old
     unlabeled = text(EvaluateOut(0, anomalous=0))  # a system nobody labeled: the default use
     assert "no labeled target window" in unlabeled and "F1" not in unlabeled
+    counted = text(EvaluateOut(0, anomalous=0, flagged={"fusionlog": 13, "llm-events": 1056}, windows=2000))
+    assert "no labeled target window" in counted and "F1" not in counted
+    assert "13" in counted and "0.7%" in counted and "52.8%" in counted

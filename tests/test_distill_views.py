@@ -28,7 +28,8 @@ def test_candidates_are_windows_a_strict_majority_of_the_voting_views_agrees_on(
     assert agreed(votes, 3).tolist() == [0, 1, 0, 1, 1, 0]
     assert agreed(np.array([0, 1, 2]), 2).tolist() == [0, -1, 1]  # two views: both, either way
     assert agreed(np.array([0, 1, 2, 2]), 4).tolist() == [0, 0, -1, -1]
-    assert (agreed(np.array([0, 1]), 1) == -1).all()  # one view agrees with itself: no evidence
+    assert agreed(np.array([0, 1]), 1).tolist() == [0, 1]  # one view: its own decision (the paper's distillation)
+    assert (agreed(np.array([0, 0]), 0) == -1).all()  # no voting view: no candidate
 
 
 def test_per_class_cuts_keep_both_classes_however_the_model_is_calibrated() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from fusionlog.llm.cache import ProbabilityCache
 from fusionlog.llm.client import ChatClient
-from fusionlog.llm.judge import CONTENT_FREE, Event, calibrate, judge, messages
+from fusionlog.llm.judge import CONTENT_FREE, Event, calibrate, judge, messages, mixture_scores
 from fusionlog.llm.prompt import WITHHELD, load_prompt
 from tests.fake_openai import FakeOpenAIEndpoint
 
@@ -100,6 +100,20 @@ def test_mixture_calibration_splits_the_systems_events_without_a_fixed_prior(tmp
     cf = dict(zip([e.template for e in events], table["score_cf"].to_pylist(), strict=True))
     assert all(by_text[t] > 0.5 for t in fault) and all(by_text[t] < 0.5 for t in routine)
     assert all(cf[t] > 0.5 for t in known)  # contextual calibration alone would flag them all
+
+
+@pytest.mark.parametrize("system", ["HealthApp", "HPC"])
+def test_mixture_scores_rise_with_p_yes_in_both_tails(system: str) -> None:
+    """The shipped model's real answers on two systems nobody here labeled: HealthApp's upper group is the wider
+    one (the plain posterior flagged its ten least alarming events), HPC's the narrower (it cleared its four most
+    alarming, "Error: Timed out while waiting for SRM prompt" among them). Held at the vertex, the score is monotone."""
+    p = json.loads((Path(__file__).parent / "data" / "event_p_yes.json").read_text())["systems"][system]
+    s = mixture_scores(p)
+    assert s is not None
+    order = sorted(range(len(p)), key=p.__getitem__)
+    assert all(s[b] >= s[a] - 1e-12 for a, b in zip(order, order[1:], strict=False))
+    assert s[order[-1]] > 0.5 > s[order[0]]
+    assert 0 < sum(x >= 0.5 for x in s) < len(s) / 3  # a minority of the system's events is flagged
 
 
 def test_an_abstained_event_has_no_score(tmp_path: Path) -> None:

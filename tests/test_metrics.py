@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from fusionlog.evaluate.data_checks import signature_ceiling
@@ -45,15 +46,26 @@ def test_evaluate_on_an_unlabeled_system(spark, data, tmp_path) -> None:  # noqa
     import json
 
     from fusionlog.config import load_experiment
+    from fusionlog.contracts import SCORES
     from fusionlog.evaluate.run_metrics import evaluate_run, labeled
     from fusionlog.ingest.stage import ingest
+    from fusionlog.modes import write_scores
     from fusionlog.rundir import run_metrics_file
+    from fusionlog.train.data import read_windows
 
     ingest("Zookeeper", [str(data / "loghub_2k/Zookeeper/Zookeeper_2k.log.gz")], tmp_path, spark=spark)
     ids, y, ceiling = labeled(tmp_path, "Zookeeper")
     assert ids == [] and len(y) == 0 and ceiling == {}
     exp = load_experiment("hdfs_to_zookeeper")
-    out = evaluate_run(tmp_path, exp, ["fusionlog"], [])
+    wid = read_windows(tmp_path, "Zookeeper", ["window_id", "start_ts", "first_file", "first_line"])["window_id"]
+    n = len(wid)
+    for mode, flag in (("all-anomalous", np.ones(n)), ("rarity", np.arange(n) % 4 == 0)):  # what each flags
+        write_scores(tmp_path, mode, "Zookeeper", pa.table(
+            {"window_id": wid, "score": flag.astype(np.float64), "label": flag.astype(np.int8),
+             "route": ["general"] * n, "scorer": [mode] * n, "round": pa.nulls(n, pa.int16())}, schema=SCORES))
+    out = evaluate_run(tmp_path, exp, ["all-anomalous", "rarity"], [])
     doc = json.loads(run_metrics_file(tmp_path).read_text())
     assert out.labeled == 0 and out.f1 == {} and doc["labeled"] == 0 and doc["methods"] == {}
+    assert out.windows == doc["windows"] == n == 2000  # one window per line
+    assert out.flagged == doc["flagged"] == {"all-anomalous": 2000, "rarity": 500}
     assert doc["event_ranking"] is None and doc["views_rounds"] == []

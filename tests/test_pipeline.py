@@ -153,6 +153,8 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     flags = sum(pq.read_table(run / "modes" / v / "scores" / "system=BGL").to_pandas().set_index("window_id")["label"]
                 for v in notes["voting"])
     assert ((flags * 2 > len(notes["voting"])) == scores.set_index("window_id")["label"].astype(bool)).all()
+    assert notes["view_flags"] == {v: int(pq.read_table(run / "modes" / v / "scores" / "system=BGL")["label"].to_numpy()
+                                          .sum()) for v in notes["voting"]}  # each voting view's own flags
     rounds = json.loads((run / "distill" / "BGL" / "rounds.json").read_text())
     assert 1 <= len(rounds) <= 2 and rounds[0]["labeled"] > 0 and rounds[0]["kept"] > 0  # guard off, ε 0.7
     assert rounds[-1]["kept_total"] == sum(r["kept"] for r in rounds)

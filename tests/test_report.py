@@ -312,3 +312,22 @@ def test_broken_plot_is_caught(report: tuple[Path, ReportData], tmp_path: Path) 
     seen = _inspect(page, tmp_path)
     assert _undecoded(seen) == ["plot-pr"]
     assert _blank_on_screen(broken, seen, tmp_path) == ["plot-pr"]
+
+
+def test_fusion_notes_say_when_the_voting_views_never_agree(tmp_path: Path) -> None:
+    """Measured on Android_2k (no labels, 2026-12-05): the LLM view flagged 153 lines, severity the 3 at level E, none
+    of them the same; the fusion then flags nothing, and the report says why instead of only "0 flagged"."""
+    from fusionlog.evaluate.run_report import fusion_notes
+    from fusionlog.rundir import method_notes_file
+
+    p = method_notes_file(tmp_path, "fusionlog")
+    p.parent.mkdir(parents=True)
+    views = {v: {"sensitivity": 0.3, "specificity": 0.9, "polarity": "agrees"} for v in ("llm-events", "severity")}
+    notes = {"voting": ["llm-events", "severity"], "view_flags": {"llm-events": 153, "severity": 3}, "flagged": 0,
+             "windows": 2000, "estimates": {"prior": 0.034, "views": views}, "checked": {}}
+    p.write_text(json.dumps(notes))
+    lines = fusion_notes(tmp_path, "fusionlog", {})
+    assert any("llm-events 153, severity 3" in line for line in lines)
+    assert any("flags no window" in line and "never the same" in line for line in lines)
+    p.write_text(json.dumps({**notes, "flagged": 13}))  # where a majority forms, no such sentence
+    assert not any("flags no window" in line for line in fusion_notes(tmp_path, "fusionlog", {}))

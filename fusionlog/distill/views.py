@@ -5,7 +5,9 @@ Round r = 1..R, with ε_r going linearly from ``epsilon`` to ``floor`` (the floo
 
 1. **Candidates**: windows on which a strict majority of the fusion's voting views
    (:meth:`fusionlog.methods.fused.FusionLog.decide`: the LLM's event judgment and severity where levels exist;
-   rarity and PCA where windows are sessions) agree, anomalous or normal; with two voting views, both. Unanimity
+   rarity and PCA where windows are sessions) agree, anomalous or normal; with two voting views, both; with one (a
+   system that logs no levels, in one-line windows), that view's own decision, as the paper distils the LLM's
+   labels (before 2026-12-05 none, and the small model stayed the transferred one on such systems). Unanimity
    was tried first: on HDFS the LLM's view flags 81 % of the blocks, so "no view flags it" left a narrow, atypical
    set of normal blocks (19 %), and the model learned to flag 81 % of the blocks again.
 2. **Per-class confidence cuts**: the small model (the one being distilled) ranks each class's candidates by its
@@ -76,10 +78,12 @@ def class_confidence(x: np.ndarray, cls: int) -> np.ndarray:
 
 def agreed(votes: np.ndarray, voting: int) -> np.ndarray:
     """Per window: 1 where a strict majority of the ``voting`` views flags it, 0 where a strict majority does not,
-    -1 otherwise (a tie: no candidate). Fewer than two voting views give no candidates: one view agrees with
-    itself. (Two views: both must agree, either way.)"""
+    -1 otherwise (a tie: no candidate). Two views: both must agree, either way. One view (a system that logs no
+    levels, in one-line windows: the LLM's event judgment alone) has no second opinion: its own decision is the
+    candidate, as in the paper's distillation of the LLM's labels, and the per-class confidence cuts keep its most
+    confident windows of each class. No view: no candidate."""
     out = np.full(len(votes), -1, np.int8)
-    if voting >= 2:
+    if voting >= 1:
         out[2 * votes > voting] = 1
         out[2 * (voting - votes) > voting] = 0
     return out

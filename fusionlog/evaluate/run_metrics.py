@@ -132,7 +132,12 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
             r["f1_labeled"] = binary_metrics(y, np.array([pos[i] for i in ids]), th)["f1"]
     result["rounds"] = rounds
     result["views_rounds"] = views_precision(run, exp.target, views_rounds or [], ids, y) if len(ids) else []
+    if not len(ids):  # nothing to measure: what each method flags, over every window, is what there is to show
+        flags = {m: pq.read_table(method_scores_dir(run, m, exp.target), columns=["label"])["label"] for m in methods}
+        result["windows"] = len(next(iter(flags.values()))) if flags else 0
+        result["flagged"] = {m: int(pc.sum(f).as_py() or 0) for m, f in flags.items()}
     atomic_write_text(run_metrics_file(run), json.dumps(result, indent=2, default=float))
+    flagged = result.get("flagged") or {m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in result["methods"].items()}
     return EvaluateOut(len(ids), {m: v["all"]["f1"] for m, v in result["methods"].items()},
-                       [r.get("f1_labeled") for r in rounds], anomalous=result["anomalous"],
-                       flagged={m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in result["methods"].items()})
+                       [r.get("f1_labeled") for r in rounds], anomalous=result["anomalous"], flagged=flagged,
+                       windows=result.get("windows"))

@@ -133,6 +133,14 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
                        f"({', '.join(n['voting']) or 'none'}); {n.get('flagged', 0)} of {n.get('windows', 0)} windows "
                        f"flagged. The views as estimated without labels (Dawid-Skene): {views or 'none'}; estimated "
                        f"anomaly share {est['prior']:.3f}.")
+            each = n.get("view_flags") or {}
+            if each:
+                out.append("Windows each voting view flags on its own: "
+                           + ", ".join(f"{v} {k}" for v, k in each.items()) + ".")
+            if not n.get("flagged") and any(each.values()):
+                out.append(f"{mode} flags no window: the voting views flag windows but never the same ones, so no "
+                           "majority forms. Each view's own flags are scored beside it (`modes/<view>/`), and the top "
+                           "windows below are still ranked by the views' scores.")
             for v, c in (n.get("checked") or {}).items():
                 out.append(f"{v} (not voting), checked against the fused decision without labels: Cohen's kappa "
                            f"{c['kappa']:.3f} ({c['polarity']}), flags {c['flagged_share']:.1%} of the windows.")
