@@ -187,7 +187,7 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
                 llm[opt] = load_prompt(getattr(ctx.llm, opt)).version
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
                 ctx.judged_sources(), *([{"judged": ctx.judged(), "interpreted": ctx.interpreted()}]
-                                        if ctx.interpreted() else []), "judge-v2"]
+                                        if ctx.interpreted() else []), "judge-v3"]  # v3: monotone mixture
     if stage == "embed":
         return ctx.embed
     if stage == "route":
@@ -199,7 +199,8 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         llm["serve"] = {k: v for k, v in llm["serve"].items() if k in ("model_path", "model_id", "max_model_len")}
         uses = [m.name for m in ctx.methods if m.needs.llm or m.needs.distill]
         views = get("fusionlog").hash_inputs(exp) if ctx.need_views() else None  # what the views' decision reads
-        return [exp.distill, exp.run.threshold, uses, llm if uses else None, views, "views-distill-v2"]
+        # v3: with one voting view, its own decision gives the candidates
+        return [exp.distill, exp.run.threshold, uses, llm if uses else None, views, "views-distill-v3"]
     if stage == "detect":
         return [[m.name for m in ctx.methods], exp.run.mode, exp.run.threshold,
                 {m.name: m.hash_inputs(exp) for m in ctx.methods}]
