@@ -369,13 +369,7 @@ def evaluation_table(ev) -> Table | str:  # noqa: ANN001 (fusionlog.stages.Evalu
                "the result)")
         if not ev.flagged or not ev.windows:
             return msg
-        t = Table(title=f"{msg}; windows each method flags, of {ev.windows}")
-        t.add_column("method")
-        t.add_column("flagged", justify="right")
-        t.add_column("share", justify="right")
-        for m, n in ev.flagged.items():
-            t.add_row(m, str(n), f"{n / ev.windows:.1%}")
-        return t
+        return flagged_table(f"{msg}; windows each method flags, of {ev.windows}", ev.flagged, ev.windows)
     if ev.anomalous != 0:
         t = Table(title=f"F1 on {ev.labeled} labeled target windows (labels read by evaluate only)")
         t.add_column("method")
@@ -383,14 +377,18 @@ def evaluation_table(ev) -> Table | str:  # noqa: ANN001 (fusionlog.stages.Evalu
         for m, f in ev.f1.items():
             t.add_row(m, f"{f:.3f}")
         return t
-    t = Table(title=f"0 of {ev.labeled} labeled target windows anomalous: F1 undefined, every flag is a false "
-                    "positive")
+    return flagged_table(f"0 of {ev.labeled} labeled target windows anomalous: F1 undefined, every flag is a false "
+                         "positive", {m: ev.flagged.get(m, 0) for m in ev.f1}, ev.labeled)
+
+
+def flagged_table(title: str, flagged: dict[str, int], windows: int) -> Table:
+    """Windows each method flags, and their share of ``windows``."""
+    t = Table(title=title)
     t.add_column("method")
     t.add_column("flagged", justify="right")
     t.add_column("share", justify="right")
-    for m in ev.f1:
-        n = ev.flagged.get(m, 0)
-        t.add_row(m, str(n), f"{n / ev.labeled:.1%}")
+    for m, n in flagged.items():
+        t.add_row(m, str(n), f"{n / windows:.1%}")
     return t
 
 

@@ -100,6 +100,7 @@ class Decision:
     voting: list[str]  # the views that vote: they vote both ways and do not go against the others
     fused: Fused | None  # the views' quality, estimated without labels (polarity, prior)
     votes: np.ndarray  # per window, how many voting views flag it
+    flags: dict[str, int]  # per voting view, the windows it flags on its own
 
 
 def majority(scores: dict[str, np.ndarray], threshold: float = 0.5) -> Decision:
@@ -119,9 +120,9 @@ def majority(scores: dict[str, np.ndarray], threshold: float = 0.5) -> Decision:
     fused = dawid_skene({v: votes[v] for v in informative}) if informative else None
     voting = [v for v in informative if fused is not None and fused.polarity()[v] != "inverted"]
     if not voting:
-        return Decision(np.zeros(n), np.zeros(n, bool), [], fused, np.zeros(n))
+        return Decision(np.zeros(n), np.zeros(n, bool), [], fused, np.zeros(n), {})
     count = np.sum([votes[v] for v in voting], axis=0)
     need = len(voting) // 2 + 1
     raw = count + 0.999 * np.mean([ranks(scores[v]) for v in voting], axis=0)  # in [0, len(voting) + 1)
     score = np.where(raw >= need, 0.5 + 0.5 * (raw - need) / (len(voting) + 1 - need), 0.5 * raw / need)
-    return Decision(score, count >= need, voting, fused, count)
+    return Decision(score, count >= need, voting, fused, count, {v: int(votes[v].sum()) for v in voting})

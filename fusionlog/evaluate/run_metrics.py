@@ -137,7 +137,8 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
         result["windows"] = len(next(iter(flags.values()))) if flags else 0
         result["flagged"] = {m: int(pc.sum(f).as_py() or 0) for m, f in flags.items()}
     atomic_write_text(run_metrics_file(run), json.dumps(result, indent=2, default=float))
-    flagged = result.get("flagged") or {m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in result["methods"].items()}
+    flagged = (result["flagged"] if not len(ids)
+               else {m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in result["methods"].items()})
     return EvaluateOut(len(ids), {m: v["all"]["f1"] for m, v in result["methods"].items()},
                        [r.get("f1_labeled") for r in rounds], anomalous=result["anomalous"], flagged=flagged,
                        windows=result.get("windows"))

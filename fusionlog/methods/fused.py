@@ -84,8 +84,7 @@ class FusionLog(Method):
         for v in CHECKED:
             flags = art.scores(v)["label"].to_numpy().astype(bool)
             checks[v] = agreement(flags, d.label)
-        view_flags = {v: int((art.scores(v)["score"].to_numpy() >= art.threshold).sum()) for v in d.voting}
-        art.notes[self.name] = {"cut": self.cut, "candidates": names, "voting": d.voting, "view_flags": view_flags,
+        art.notes[self.name] = {"cut": self.cut, "candidates": names, "voting": d.voting, "view_flags": d.flags,
                                 "estimates": d.fused.summary() if d.fused else None, "checked": checks,
                                 "flagged": int(d.label.sum()), "windows": len(d.label)}
         return art.table(d.score, "fusion", labels=d.label)
