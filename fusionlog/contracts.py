@@ -9,7 +9,8 @@ A run directory holds one folder per table, partitioned by system (``<table>/sys
   ``label`` is the line-level label (BGL/Thunderbird): 1 = anomalous, 0 = normal, null = unknown.
   ``content`` is the message text after the header.
 - ``templates``: one row per template (Drain cluster); ``count`` = lines of this ingest.
-- ``windows``: one row per window: the template ids in order, where its lines are (first/last file
+- ``windows``: one row per window: the template ids in order, beside them each line's raw level
+  (``levels``; null for event-sequence sets, which have none), where its lines are (first/last file
   and line number), its time span, its label (1 if any member line or session is anomalous) and its
   chronological split (train/val/test).
 - ``quarantine``: lines that could not be parsed, with the raw bytes and a reason.
@@ -62,6 +63,7 @@ WINDOWS = pa.schema(
         ("end_ts", pa.timestamp("us")),
         ("n_lines", pa.int64()),
         ("template_ids", pa.list_(pa.int64())),
+        ("levels", pa.list_(pa.string())),  # each line's raw level, in template_ids order; null: no levels
         ("label", pa.int8()),
         ("split", pa.string()),
     ]

@@ -102,10 +102,3 @@ def read_events(run: Path, system: str) -> pa.Table:
     t = pq.read_table(d)
     t = t.append_column("system", pa.array([system] * t.num_rows, pa.string()))
     return t.select(EVENTS.names).cast(EVENTS)
-
-
-def severity_by_template(events: pa.Table) -> dict[int, str]:
-    """template id -> its most frequent normalised level."""
-    ids, lv = events["template_id"].to_pylist(), events["level"].to_pylist()
-    return dict(zip(ids, lv, strict=True))
-

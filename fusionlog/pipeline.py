@@ -170,7 +170,7 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
     if stage == "ingest":
         files = [_stat(x) for spec in exp.datasets.values()
                  for x in [*spec.inputs, *spec.labels, *([spec.templates] if spec.templates else []), *spec.sequences]]
-        return [exp.datasets, files, load_ingest()]
+        return [exp.datasets, files, load_ingest(), "windows-v2"]  # v2: each line's level in windows/
     if stage == "events":
         from fusionlog.experiment import levels_maps
 

@@ -112,6 +112,12 @@ def test_sliding_and_time_windows(spark, data: Path, tmp_path: Path) -> None:
     ingest(cfg, src, tmp_path / "t", window="hour", spark=spark)
     wt = table(tmp_path / "t", "windows", "BGL")
     assert wt["n_lines"].sum() == 4000  # every line is in exactly two 2-hour windows
+    # each line's level rides beside its template id, in the same order (severity reads it)
+    assert (w["levels"].apply(len) == w["template_ids"].apply(len)).all()
+    lines = table(tmp_path / "t", "lines", "BGL")
+    pairs = sorted((t, lv) for ts, ls in zip(wt["template_ids"], wt["levels"], strict=True)
+                   for t, lv in zip(ts, ls, strict=True))
+    assert pairs == sorted(2 * list(zip(lines["template_id"], lines["level"], strict=True)))
     assert ((wt["end_ts"] - wt["start_ts"]).dt.total_seconds() < 7200).all()
 
 

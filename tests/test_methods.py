@@ -22,13 +22,24 @@ def test_scores_are_computed_once_and_shared(tmp_path: Path) -> None:
 def test_severity_top_cuts_at_the_most_severe_level_the_system_uses() -> None:
     from fusionlog.methods.severity import SCORE, severity_scores, top_level_cut
 
-    ids = [[1], [2], [1, 3], [3]]
-    fatal = {1: "info", 2: "fatal", 3: "error"}
-    worst_error = {1: "info", 2: "warn", 3: "error"}
-    s = severity_scores(ids, fatal)
-    assert (s >= top_level_cut(fatal)).tolist() == [False, True, False, False]  # "Level is FATAL"
+    fatal = [["INFO"], ["FATAL"], ["INFO", "ERROR"], ["SEVERE"]]
+    worst_error = [["INFO"], ["WARNING"], ["INFO", "ERROR"], ["ERROR"]]
+    s = severity_scores(fatal)
+    assert (s >= top_level_cut(s)).tolist() == [False, True, False, False]  # "Level is FATAL"
     assert (s >= SCORE["error"]).tolist() == [False, True, True, True]  # severity's own cut: error or worse
-    assert (severity_scores(ids, worst_error) >= top_level_cut(worst_error)).tolist() == [False, False, True, True]
-    for quiet in ("unknown", "info"):  # without levels, or with nothing worse than info: nothing flagged
-        lv = dict.fromkeys((1, 2, 3), quiet)
-        assert not (severity_scores(ids, lv) >= top_level_cut(lv)).any()
+    s = severity_scores(worst_error)
+    assert (s >= top_level_cut(s)).tolist() == [False, False, True, True]
+    for quiet in (None, "INFO"):  # without levels, or with nothing worse than info: nothing flagged
+        s = severity_scores([[quiet], [quiet, quiet], None])
+        assert not (s >= top_level_cut(s)).any()
+
+
+def test_severity_reads_each_lines_level_through_the_systems_map() -> None:
+    """A window is as severe as its most severe line, each level as the line says (not its event's usual level),
+    spelled as the system spells it."""
+    from fusionlog.methods.severity import SCORE, severity_scores
+
+    s = severity_scores([["I", "I", "E"], ["I"], [], ["CRIT", None]])
+    assert s.tolist() == [SCORE["error"], SCORE["info"], SCORE["unknown"], SCORE["fatal"]]
+    assert severity_scores([["Sev2"], ["sev5"]], {"Sev2": "error", "SEV5": "info"}).tolist() == \
+        [SCORE["error"], SCORE["info"]]

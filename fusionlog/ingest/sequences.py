@@ -132,6 +132,7 @@ def ingest_sequences(
             cols["end_ts"].append(None)
             cols["n_lines"].append(len(ids))
             cols["template_ids"].append(ids)
+            cols["levels"].append(None)  # event ids only: no levels
             cols["label"].append(label)
             cols["split"].append("train" if frac < p_train else "val" if frac < p_val else "test")
     windows = pa.table(cols, schema=contracts.WINDOWS)

@@ -21,7 +21,7 @@ def _key_col(policy: WindowPolicy, lines: DataFrame) -> tuple[DataFrame, str]:
 
 def _aggregate(assigned: DataFrame, group: list[str], files: list[str]) -> DataFrame:
     """Windows of the grouped lines; the file is carried as an index into ``files`` (cheaper to sort)."""
-    xs = F.sort_array(F.collect_list(F.struct("ts", "fidx", "line_no", "template_id")))
+    xs = F.sort_array(F.collect_list(F.struct("ts", "fidx", "line_no", "template_id", "level")))
     agg = assigned.groupBy(*group).agg(
         xs.alias("xs"),
         F.max("label").cast("tinyint").alias("label"),
@@ -32,6 +32,7 @@ def _aggregate(assigned: DataFrame, group: list[str], files: list[str]) -> DataF
     names = F.lit(files) if files else F.array().cast("array<string>")
     return (
         agg.withColumn("template_ids", F.transform("xs", lambda x: x["template_id"]))
+        .withColumn("levels", F.transform("xs", lambda x: x["level"]))
         .withColumn("first_file", F.element_at(names, F.col("xs")[0]["fidx"] + 1))
         .withColumn("first_line", F.col("xs")[0]["line_no"])
         .withColumn("last_file", F.element_at(names, F.element_at("xs", -1)["fidx"] + 1))
@@ -64,6 +65,7 @@ def build_windows(lines: DataFrame, policy: WindowPolicy) -> DataFrame:
             F.col("ts").alias("end_ts"),
             F.lit(1).cast("long").alias("n_lines"),
             F.array("template_id").alias("template_ids"),
+            F.array("level").alias("levels"),
             F.col("label").cast("tinyint").alias("label"),
         )
     lines, files = _with_file_index(lines)

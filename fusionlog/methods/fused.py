@@ -53,14 +53,14 @@ class FusionLog(Method):
 
     def hash_inputs(self, exp: object) -> object:
         return {"views": VIEWS, "checked": CHECKED, "session_views": SESSION_VIEWS, "min_session": MIN_SESSION,
-                "fusion": "majority-v1"}
+                "fusion": "majority-v2"}  # v2: severity where any line logs a level
 
     def views(self, art: Artifacts) -> list[str]:
         """The views that mean something on this target (severity needs levels, rarity and pca sessions)."""
         from fusionlog.events import read_events
 
         ids = art.template_ids()
-        levels = set(read_events(art.run, art.target)["level"].to_pylist())
+        levels = set(read_events(art.run, art.target)["max_level"].to_pylist())  # some line logs a level
         out = []
         for v in VIEWS:
             if v == "severity" and levels <= {"unknown"}:
