@@ -43,3 +43,21 @@ def test_severity_reads_each_lines_level_through_the_systems_map() -> None:
     assert s.tolist() == [SCORE["error"], SCORE["info"], SCORE["unknown"], SCORE["fatal"]]
     assert severity_scores([["Sev2"], ["sev5"]], {"Sev2": "error", "SEV5": "info"}).tolist() == \
         [SCORE["error"], SCORE["info"]]
+
+
+def test_severity_says_when_windows_predate_line_levels(tmp_path: Path) -> None:
+    """A run directory ingested before windows kept each line's level gets a message naming it and the fix."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from fusionlog.methods.severity import window_levels
+    from fusionlog.rundir import table_dir
+
+    d = table_dir(tmp_path, "windows", "BGL")
+    d.mkdir(parents=True)
+    pq.write_table(pa.table({"window_id": ["w1"], "template_ids": [[1]]}), d / "part-0.parquet")
+    art = Artifacts(run=tmp_path, exp=load_experiment("hdfs_to_bgl"), ids=["w1"], routes={"w1": "general"},
+                    threshold=0.5, models={}, rounds=0, small=lambda _d: {}, llm=lambda _p: {})
+    with pytest.raises(ValueError, match="before windows kept each line's level.*--from ingest"):
+        window_levels(art)

@@ -45,8 +45,16 @@ def severity_scores(levels: pa.ListArray | pa.ChunkedArray | list, normalize: di
 
 def window_levels(art: Artifacts) -> pa.ChunkedArray:
     """Each window's raw line levels, in :attr:`Artifacts.ids` order."""
+    import pyarrow.parquet as pq
+
+    from fusionlog.rundir import table_dir
     from fusionlog.train.data import read_windows
 
+    wdir = table_dir(art.run, "windows", art.target)
+    part = next(wdir.glob("*.parquet"), None) if wdir.is_dir() else None
+    if part is not None and "levels" not in pq.read_schema(part).names:
+        raise ValueError(f"{wdir} was written before windows kept each line's level: run the ingest stage again "
+                         f"(`fusionlog run ... --from ingest`)")
     t = read_windows(art.run, art.target, ["window_id", "levels"])
     pos = pc.index_in(pa.array(art.ids, pa.string()), value_set=t["window_id"].combine_chunks())
     return t["levels"].take(pos)
