@@ -22,12 +22,15 @@ from fusionlog.io import atomic_dir
 from fusionlog.rundir import table_dir
 
 SEVERITY = {"fatal": 4, "error": 3, "warn": 2, "info": 1, "debug": 0, "unknown": -1}
-DEFAULT_LEVELS = {  # common spellings across syslog, log4j, Python, Windows, RAS logs
+# common spellings across syslog, log4j, Python, java.util.logging, Windows, RAS logs; the one-letter ones are
+# Android logcat's and glog's (V D I W E F; logcat's A = assert)
+DEFAULT_LEVELS = {
     "fatal": "fatal", "failure": "fatal", "critical": "fatal", "crit": "fatal", "emerg": "fatal",
-    "emergency": "fatal", "alert": "fatal", "panic": "fatal", "severe": "error", "error": "error", "err": "error",
-    "e": "error", "warn": "warn", "warning": "warn", "w": "warn", "notice": "info", "info": "info", "i": "info",
-    "information": "info", "debug": "debug", "d": "debug", "trace": "debug", "fine": "debug", "finer": "debug",
-    "finest": "debug", "verbose": "debug", "v": "debug",
+    "emergency": "fatal", "alert": "fatal", "panic": "fatal", "f": "fatal", "a": "fatal", "assert": "fatal",
+    "severe": "error", "error": "error", "err": "error", "e": "error", "warn": "warn", "warning": "warn", "w": "warn",
+    "notice": "info", "info": "info", "i": "info", "information": "info", "config": "info", "debug": "debug",
+    "d": "debug", "trace": "debug", "fine": "debug", "finer": "debug", "finest": "debug", "verbose": "debug",
+    "v": "debug",
 }
 EVENTS = pa.schema([
     ("system", pa.string()), ("template_id", pa.int64()), ("template", pa.string()), ("count", pa.int64()),

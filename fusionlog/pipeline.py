@@ -172,9 +172,10 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
                  for x in [*spec.inputs, *spec.labels, *([spec.templates] if spec.templates else []), *spec.sequences]]
         return [exp.datasets, files, load_ingest(), "windows-v2"]  # v2: each line's level in windows/
     if stage == "events":
+        from fusionlog.events import DEFAULT_LEVELS
         from fusionlog.experiment import levels_maps
 
-        return [levels_maps(exp), "events-v1"]
+        return [levels_maps(exp), DEFAULT_LEVELS, "events-v1"]
     if stage == "judge":
         if not ctx.need_judge():
             return None

@@ -75,7 +75,9 @@ class Severity(Method):
     cut = "a line logged at error or worse"
 
     def hash_inputs(self, exp: object) -> object:
-        return {"score": SCORE, "levels": "line-v2"}
+        from fusionlog.events import DEFAULT_LEVELS
+
+        return {"score": SCORE, "levels": "line-v2", "spellings": DEFAULT_LEVELS}
 
     def score(self, art: Artifacts) -> pa.Table:
         return art.table(target_scores(art), "severity")
