@@ -22,13 +22,14 @@ from fusionlog.io import atomic_dir
 from fusionlog.rundir import table_dir
 
 SEVERITY = {"fatal": 4, "error": 3, "warn": 2, "info": 1, "debug": 0, "unknown": -1}
-# common spellings across syslog, log4j, Python, java.util.logging, Windows, RAS logs; the one-letter ones are
-# Android logcat's and glog's (V D I W E F; logcat's A = assert)
+# common spellings across syslog (RFC 5424's names), log4j, Python, java.util.logging, zap, MySQL, Windows, RAS logs;
+# the one-letter ones are Android logcat's and glog's (V D I W E F; logcat's A = assert)
 DEFAULT_LEVELS = {
     "fatal": "fatal", "failure": "fatal", "critical": "fatal", "crit": "fatal", "emerg": "fatal",
-    "emergency": "fatal", "alert": "fatal", "panic": "fatal", "f": "fatal", "a": "fatal", "assert": "fatal",
-    "severe": "error", "error": "error", "err": "error", "e": "error", "warn": "warn", "warning": "warn", "w": "warn",
-    "notice": "info", "info": "info", "i": "info", "information": "info", "config": "info", "debug": "debug",
+    "emergency": "fatal", "alert": "fatal", "panic": "fatal", "dpanic": "fatal", "f": "fatal", "a": "fatal",
+    "assert": "fatal", "severe": "error", "error": "error", "err": "error", "e": "error", "warn": "warn",
+    "warning": "warn", "w": "warn", "notice": "info", "note": "info", "info": "info", "i": "info",
+    "information": "info", "informational": "info", "config": "info", "debug": "debug",
     "d": "debug", "trace": "debug", "fine": "debug", "finer": "debug", "finest": "debug", "verbose": "debug",
     "v": "debug",
 }

@@ -32,6 +32,7 @@ def test_levels_are_normalised_with_a_systems_map() -> None:
     assert normalize_level("dbg", {"DBG": "debug"}) == "debug" and normalize_level("FAILURE") == "fatal"
     # Android logcat's and glog's one-letter levels, the most severe included
     assert [normalize_level(x) for x in "VDIWEFA"] == ["debug", "debug", "info", "warn", "error", "fatal", "fatal"]
+    assert [normalize_level(x) for x in ("Informational", "Note", "DPANIC")] == ["info", "info", "fatal"]
 
 
 def test_events_reconcile_with_lines_and_windows(bgl: Path) -> None:
