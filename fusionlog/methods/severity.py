@@ -31,8 +31,9 @@ def severity_scores(levels: pa.ListArray | pa.ChunkedArray | list, normalize: di
     or a null level: unknown), ``normalize`` the system's ``levels:`` map."""
     from fusionlog.events import normalize_level
 
-    arr = levels if isinstance(levels, pa.ChunkedArray) else pa.chunked_array([pa.array(levels, pa.list_(pa.string()))])
-    arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.list_(pa.string()))
+    if isinstance(levels, pa.ChunkedArray):
+        levels = levels.combine_chunks()
+    arr = levels if isinstance(levels, pa.Array) else pa.array(levels, pa.list_(pa.string()))
     out = np.zeros(len(arr), np.float64)
     flat, parent = pc.list_flatten(arr), pc.list_parent_indices(arr).to_numpy()
     if len(flat):
