@@ -101,28 +101,33 @@ class Decision:
     fused: Fused | None  # the views' quality, estimated without labels (polarity, prior)
     votes: np.ndarray  # per window, how many voting views flag it
     flags: dict[str, int]  # per voting view, the windows it flags on its own
+    alone: np.ndarray | None = None  # windows flagged on evidence taken alone (whatever the vote), or None
 
 
-def majority(scores: dict[str, np.ndarray], threshold: float = 0.5) -> Decision:
+def majority(scores: dict[str, np.ndarray], threshold: float = 0.5, alone: np.ndarray | None = None) -> Decision:
     """Fuse views without labels: a window is anomalous when a strict majority of the voting views flag it, each
-    at its own label-free cut (score >= ``threshold``). A view votes when it flags some windows but not all (one
-    that says the same of every window carries no evidence), and Dawid-Skene does not find it inverted (its votes
-    going against the others: it is left out, and the fusion's notes say so).
+    at its own label-free cut (score >= ``threshold``), or where ``alone`` (evidence no voting view can check, taken
+    on its own: :mod:`fusionlog.methods.fused`) is True; those windows rank just at the cut. A view votes when it
+    flags some windows but not all (one that says the same of every window carries no evidence), and Dawid-Skene
+    does not find it inverted (its votes going against the others: it is left out, and the fusion's notes say so).
 
     Ranking (for PR-AUC and the report): the number of flags, then the mean rank of the voting views' scores.
     Why a vote and not Dawid-Skene's posterior: views computed from the same events are not independent (rarity and
     PCA both read the counts; the LLM's and the severity view both read the event), which inflates the posterior of
     windows that correlated views flag and makes the estimated best view unstable; a majority needs no estimate
     (docs/pipeline.md: both measured)."""
-    n = len(next(iter(scores.values()))) if scores else 0
+    n = len(next(iter(scores.values()))) if scores else (0 if alone is None else len(alone))
     votes = {v: (np.asarray(s) >= threshold).astype(np.float64) for v, s in scores.items()}
     informative = [v for v in votes if 0 < votes[v].sum() < n]
     fused = dawid_skene({v: votes[v] for v in informative}) if informative else None
     voting = [v for v in informative if fused is not None and fused.polarity()[v] != "inverted"]
+    extra = np.zeros(n, bool) if alone is None else np.asarray(alone, bool)
     if not voting:
-        return Decision(np.zeros(n), np.zeros(n, bool), [], fused, np.zeros(n), {})
+        return Decision(np.where(extra, 0.5, 0.0), extra.copy(), [], fused, np.zeros(n), {}, alone)
     count = np.sum([votes[v] for v in voting], axis=0)
     need = len(voting) // 2 + 1
     raw = count + 0.999 * np.mean([ranks(scores[v]) for v in voting], axis=0)  # in [0, len(voting) + 1)
     score = np.where(raw >= need, 0.5 + 0.5 * (raw - need) / (len(voting) + 1 - need), 0.5 * raw / need)
-    return Decision(score, count >= need, voting, fused, count, {v: int(votes[v].sum()) for v in voting})
+    score = np.where(extra & (count < need), 0.5, score)
+    return Decision(score, (count >= need) | extra, voting, fused, count, {v: int(votes[v].sum()) for v in voting},
+                    alone)

@@ -200,8 +200,8 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         llm["serve"] = {k: v for k, v in llm["serve"].items() if k in ("model_path", "model_id", "max_model_len")}
         uses = [m.name for m in ctx.methods if m.needs.llm or m.needs.distill]
         views = get("fusionlog").hash_inputs(exp) if ctx.need_views() else None  # what the views' decision reads
-        # v3: with one voting view, its own decision gives the candidates
-        return [exp.distill, exp.run.threshold, uses, llm if uses else None, views, "views-distill-v3"]
+        # v3: with one voting view, its own decision gives the candidates; v4: broken count relations are candidates
+        return [exp.distill, exp.run.threshold, uses, llm if uses else None, views, "views-distill-v4"]
     if stage == "detect":
         return [[m.name for m in ctx.methods], exp.run.mode, exp.run.threshold,
                 {m.name: m.hash_inputs(exp) for m in ctx.methods}]
@@ -464,7 +464,8 @@ def _distill_views(ctx: Ctx, out: DistillOut) -> None:
     names, d = get("fusionlog").decide(art)  # type: ignore[attr-defined]
     ctx.say(f"views distill: {len(d.voting)} voting views ({', '.join(d.voting) or 'none'}) of {', '.join(names)}")
     res = distill_views(run, exp, art.ids, art.template_ids(), d.votes, len(d.voting), d.label, d.score, art.small,
-                        Path(ctx.state.train.general), ctx.seed, progress=ctx.say, reporter=ctx.reporter)
+                        Path(ctx.state.train.general), ctx.seed, progress=ctx.say, reporter=ctx.reporter,
+                        alone=d.alone)
     ids = sorted(res.kept)
     with atomic_dir(views_kept_dir(run, exp.target)) as tmp:
         tmp.mkdir()

@@ -29,6 +29,28 @@ def data() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="session")
+def hdfs_natural_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory holding real HDFS blocks at the natural anomaly rate (the anomalous ones sampled at 1 %,
+    ≈ 3 %) as its ``windows/``."""
+    from fusionlog.ingest.sequences import ingest_sequences, parse_spec
+
+    out = tmp_path_factory.mktemp("hdfs_natural")
+    ingest_sequences("HDFS", DATA / "HDFS/HDFS_templates.csv",
+                     [parse_spec(f"{DATA}/HDFS/hdfs_train.gz:normal"),
+                      parse_spec(f"{DATA}/HDFS/hdfs_test_abnormal.gz:anomalous:0.01")], out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hdfs_natural(hdfs_natural_run: Path) -> tuple[list[list[int]], list[int]]:
+    """Those blocks' template ids and labels (for the tests to score label-free methods with)."""
+    from fusionlog.train.data import read_windows
+
+    t = read_windows(hdfs_natural_run, "HDFS", ["template_ids", "label"])
+    return t["template_ids"].to_pylist(), t["label"].to_pylist()
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A short-lived local Ray (2 CPUs, no dashboard) per test module."""

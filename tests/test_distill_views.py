@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fusionlog.config import DistillConfig
-from fusionlog.distill.views import agreed, class_confidence, keep, polarity_auc, schedule
+from fusionlog.distill.views import agreed, candidates, class_confidence, keep, polarity_auc, schedule
 from fusionlog.methods.distilled import top_k
 
 
@@ -30,6 +30,11 @@ def test_candidates_are_windows_a_strict_majority_of_the_voting_views_agrees_on(
     assert agreed(np.array([0, 1, 2, 2]), 4).tolist() == [0, 0, -1, -1]
     assert agreed(np.array([0, 1]), 1).tolist() == [0, 1]  # one view: its own decision (the paper's distillation)
     assert (agreed(np.array([0, 0]), 0) == -1).all()  # no voting view: no candidate
+    # a window the fusion flags on a broken count relation is an anomalous candidate whatever the vote
+    alone = np.array([True, False, True, False, False, False])
+    assert candidates(votes, 3, alone).tolist() == [1, 1, 1, 1, 1, 0]
+    assert candidates(votes, 3).tolist() == agreed(votes, 3).tolist()
+    assert candidates(np.array([0, 0]), 0, np.array([True, False])).tolist() == [1, -1]
 
 
 def test_per_class_cuts_keep_both_classes_however_the_model_is_calibrated() -> None:

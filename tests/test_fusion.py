@@ -75,6 +75,20 @@ def test_majority_of_the_voting_views_decides_and_inverted_or_flat_views_do_not_
     assert majority({"flat": flat}).voting == [] and not majority({"flat": flat}).label.any()
 
 
+def test_evidence_taken_alone_flags_a_window_the_majority_leaves_and_ranks_it_at_the_cut() -> None:
+    from fusionlog.fusion import majority
+
+    a = np.array([0.9, 0.9, 0.1, 0.1, 0.2])
+    b = np.array([0.8, 0.2, 0.1, 0.3, 0.1])
+    alone = np.array([False, False, True, False, False])
+    d = majority({"a": a, "b": b}, alone=alone)
+    assert d.label.tolist() == [True, False, True, False, False] and d.votes.tolist() == [2, 1, 0, 0, 0]
+    assert d.score[2] == 0.5 and d.score[0] > 0.5 and (d.score[[1, 3, 4]] < 0.5).all()
+    assert majority({"a": a, "b": b}).label.tolist() == [True, False, False, False, False]
+    none = majority({"flat": np.full(5, 0.9)}, alone=alone)  # no voting view: the evidence alone decides
+    assert none.voting == [] and none.label.tolist() == alone.tolist()
+
+
 def test_results_table_marks_a_target_its_labels_make_unmeasurable() -> None:
     from fusionlog.evaluate.results import markdown
 

@@ -8,6 +8,7 @@ import numpy as np
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 from fusionlog.ingest.stage import ingest
+from fusionlog.methods.invariants import breaks, mine_invariants
 from fusionlog.methods.pca import pca_scores
 from fusionlog.methods.rarity import rarity_scores
 from fusionlog.methods.severity import severity_scores
@@ -18,7 +19,8 @@ OUT: list[dict] = []
 
 
 def show(name, ids, y, levels=None):
-    rows = {"all-anomalous": np.ones(len(y)), "rarity": rarity_scores(ids), "pca": pca_scores(ids)[0]}
+    rows = {"all-anomalous": np.ones(len(y)), "rarity": rarity_scores(ids), "pca": pca_scores(ids)[0],
+            "invariants": 1.0 - 0.5 ** breaks(ids, mine_invariants(ids)).count}
     if levels is not None:
         rows["severity"] = severity_scores(levels)
     for m, s in rows.items():

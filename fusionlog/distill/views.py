@@ -3,7 +3,8 @@ which the label-free views agree, round after round, without a window-level LLM 
 
 Round r = 1..R, with ε_r going linearly from ``epsilon`` to ``floor`` (the floor is reached in the last round):
 
-1. **Candidates**: windows on which a strict majority of the fusion's voting views
+1. **Candidates**: the windows the fusion flags on a broken count relation (anomalous, as it decides), and
+   windows on which a strict majority of the fusion's voting views
    (:meth:`fusionlog.methods.fused.FusionLog.decide`: the LLM's event judgment and severity where levels exist;
    rarity and PCA where windows are sessions) agree, anomalous or normal; with two voting views, both; with one (a
    system that logs no levels, in one-line windows), that view's own decision, as the paper distils the LLM's
@@ -89,6 +90,14 @@ def agreed(votes: np.ndarray, voting: int) -> np.ndarray:
     return out
 
 
+def candidates(votes: np.ndarray, voting: int, alone: np.ndarray | None = None) -> np.ndarray:
+    """:func:`agreed`, and anomalous wherever ``alone`` (the fusion flags the window on a broken count relation)."""
+    out = agreed(votes, voting)
+    if alone is not None:
+        out[np.asarray(alone, bool)] = 1
+    return out
+
+
 def polarity_auc(p: np.ndarray, fused: np.ndarray) -> float | None:
     """ROC-AUC of the small model's scores against the fused decision (no labels); None with one class."""
     from sklearn.metrics import roc_auc_score
@@ -109,14 +118,16 @@ def keep(cand: np.ndarray, ranking: np.ndarray, eps: float, already: set[int]) -
 def distill_views(run: Path, exp: ExperimentConfig, ids: list[str], template_ids: list[list[int]],
                   votes: np.ndarray, voting: int, fused_label: np.ndarray, fused_score: np.ndarray,
                   small: Callable[[str], dict[str, float]], base_model: Path, seed: int = 0,
-                  progress: Callable[[str], None] | None = None, reporter: Reporter | None = None) -> ViewsResult:
+                  progress: Callable[[str], None] | None = None, reporter: Reporter | None = None,
+                  alone: np.ndarray | None = None) -> ViewsResult:
     """The rounds (module docstring) over the target's windows ``ids``; ``votes`` = how many of the ``voting``
     views flag each window, ``fused_label``/``fused_score`` the fusion's decision and ranking, ``small(model_dir)``
-    the small model's P(anomalous) by window id."""
+    the small model's P(anomalous) by window id, ``alone`` the windows the fusion flags on evidence taken alone (a
+    broken count relation): anomalous candidates whatever the vote."""
     say = progress or (lambda _m: None)
     reporter = reporter or Reporter()
     cfg, t0 = exp.distill, time.perf_counter()
-    cand = agreed(votes, voting)
+    cand = candidates(votes, voting, alone)
     model_dir = Path(base_model)
     res = ViewsResult(str(model_dir), [])
     kept: dict[int, int] = {}

@@ -137,6 +137,12 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
             if each:
                 out.append("Windows each voting view flags on its own: "
                            + ", ".join(f"{v} {k}" for v, k in each.items()) + ".")
+            alone = n.get("alone") or {}
+            if alone.get("views"):
+                out.append(f"Where windows are sessions, a window that breaks a count relation among the target's "
+                           f"common events (Invariant Mining, `modes/invariants/`) is flagged on that evidence alone: "
+                           f"{alone.get('flagged', 0)} windows break one, {alone.get('beyond_majority', 0)} of them "
+                           "not flagged by the majority.")
             if not n.get("flagged") and any(each.values()):
                 out.append(f"{mode} flags no window: the voting views flag windows but never the same ones, so no "
                            "majority forms. Each view's own flags are scored beside it (`modes/<view>/`), and the top "

@@ -6,13 +6,19 @@ of several events, the statistics of their composition (``rarity``, ``pca``). On
 vote: a line's "rarest event" is its own template, and on a line-level log the rare templates are the long tail
 of every message kind (detail lines of multi-line reports among them; docs/pipeline.md has the measurement),
 not sessions that break the usual composition; both are still scored as baselines. A window is anomalous when a strict
-majority of the voting views flags it (two voting views: both). A view that flags every window or none does not
-vote; nor does one that Dawid–Skene, from the target alone, finds inverted. The transferred small model
-(``general-only``, the paper's general branch) is scored beside them and checked against the fused decision
-(Cohen's kappa, polarity) but does not vote: on every target measured it flags windows at or near the rate of
-flagging all of them, and in a majority of four it pulled the decision below that of three (docs/pipeline.md).
-The voting views, Dawid–Skene's estimates and the check are kept
-in ``modes/fusionlog/notes.json`` and shown in the report.
+majority of the voting views flags it (two voting views: both), or, where windows are sessions, when it breaks a
+count relation among two or more of the target's events (``invariants``, Invariant Mining): that is evidence no
+voting view can check. The events of such a relation are the system's common ones (each in more than 2 % of the
+windows); what is wrong is how many of each, often one missing (a block allocated and received but never
+acknowledged), so the LLM and severity have nothing to read and their "no" is not evidence against it, and
+rarity's rule (a rare event is present) does not apply. Invariant Mining's one-event invariants ("this event is
+absent from 98 % of the windows") are rarity's evidence and go through the vote as rarity does. A view that flags
+every window or none does not vote; nor does one that Dawid–Skene, from the target alone, finds inverted. The
+transferred small model (``general-only``, the paper's general branch) is scored beside them and checked against
+the fused decision (Cohen's kappa, polarity) but does not vote: on every target measured it flags windows at or
+near the rate of flagging all of them, and in a majority of four it pulled the decision below that of three
+(docs/pipeline.md). The voting views, the windows flagged on a broken relation, Dawid–Skene's estimates and the
+check are kept in ``modes/fusionlog/notes.json`` and shown in the report.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from fusionlog.methods import Artifacts, Method, Needs, register
+from fusionlog.methods import Artifacts, Method, Needs, get, register
 
 if TYPE_CHECKING:
     from fusionlog.fusion import Decision
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
 VIEWS = ("llm-events", "severity", "rarity", "pca")  # the views that vote: each computed on the target itself
 CHECKED = ("general-only",)  # scored beside them and checked against the fused decision (agreement, polarity)
 SESSION_VIEWS = ("rarity", "pca")  # statistics of a window's composition: they vote where windows are sessions
+ALONE = ("invariants",)  # where windows are sessions, a broken count relation flags a window on its own
 MIN_SESSION = 2.0  # windows are sessions when they hold at least this many events (median), not single lines
 
 
@@ -53,30 +60,40 @@ class FusionLog(Method):
 
     def hash_inputs(self, exp: object) -> object:
         return {"views": VIEWS, "checked": CHECKED, "session_views": SESSION_VIEWS, "min_session": MIN_SESSION,
-                "fusion": "majority-v2"}  # v2: severity where any line logs a level
+                "alone": {v: get(v).hash_inputs(exp) for v in ALONE},
+                "fusion": "majority-v3"}  # v2: severity where any line logs a level; v3: broken count relations
 
     def views(self, art: Artifacts) -> list[str]:
         """The views that mean something on this target (severity needs levels, rarity and pca sessions)."""
         from fusionlog.events import read_events
 
-        ids = art.template_ids()
+        sessions = self.sessions(art)
         levels = set(read_events(art.run, art.target)["max_level"].to_pylist())  # some line logs a level
         out = []
         for v in VIEWS:
             if v == "severity" and levels <= {"unknown"}:
                 continue
-            if v in SESSION_VIEWS and float(np.median([len(x) for x in ids] or [0])) < MIN_SESSION:
+            if v in SESSION_VIEWS and not sessions:
                 continue
             out.append(v)
         return out
 
+    def sessions(self, art: Artifacts) -> bool:
+        """Whether the target's windows are sessions (median at least MIN_SESSION events)."""
+        return float(np.median([len(x) for x in art.template_ids()] or [0])) >= MIN_SESSION
+
     def decide(self, art: Artifacts) -> tuple[list[str], Decision]:
         """The candidate views on this target and the fused decision (the distillation's pseudo-labels too)."""
         from fusionlog.fusion import majority
+        from fusionlog.methods.invariants import breaks, mine_invariants
 
         names = self.views(art)
         scores = {v: art.scores(v)["score"].to_numpy().astype(np.float64) for v in names}
-        return names, majority(scores, art.threshold)
+        alone = None
+        if self.sessions(art):
+            ids = art.template_ids()
+            alone = breaks(ids, mine_invariants(ids)).relation
+        return names, majority(scores, art.threshold, alone)
 
     def score(self, art: Artifacts) -> pa.Table:
         names, d = self.decide(art)
@@ -84,7 +101,11 @@ class FusionLog(Method):
         for v in CHECKED:
             flags = art.scores(v)["label"].to_numpy().astype(bool)
             checks[v] = agreement(flags, d.label)
+        alone = d.alone if d.alone is not None else np.zeros(len(d.label), bool)
+        beyond = alone & (2 * d.votes <= len(d.voting))  # flagged on the relation alone, not by the majority
         art.notes[self.name] = {"cut": self.cut, "candidates": names, "voting": d.voting, "view_flags": d.flags,
+                                "alone": {"views": list(ALONE) if d.alone is not None else [],
+                                          "flagged": int(alone.sum()), "beyond_majority": int(beyond.sum())},
                                 "estimates": d.fused.summary() if d.fused else None, "checked": checks,
                                 "flagged": int(d.label.sum()), "windows": len(d.label)}
         return art.table(d.score, "fusion", labels=d.label)

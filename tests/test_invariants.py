@@ -1,0 +1,90 @@
+"""Invariant Mining (Lou et al. 2010; loglizer's InvariantsMiner): count relations the target's windows keep,
+mined without labels, and the windows that break them; on real HDFS blocks at the natural anomaly rate it finds the
+anomalous blocks, those that only miss an event among them (labels read by the test only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fusionlog.methods import Artifacts, get
+from fusionlog.methods.invariants import breaks, mine_invariants
+
+
+def _windows() -> list[list[int]]:
+    """100 sessions: open (1), two reads (2), close (3); 2 miss a read; 1 holds a rare event (9)."""
+    return [[1, 2, 2, 3]] * 100 + [[1, 2, 3]] * 2 + [[1, 2, 2, 3, 9]]
+
+
+def test_a_count_relation_is_mined_and_a_session_missing_an_event_breaks_it() -> None:
+    w = _windows()
+    inv = mine_invariants(w)
+    rel = [i for i in inv if len(i.events) > 1]
+    assert any(i.events == (9,) for i in inv)  # absent from 99 % of the windows
+    # reads = 2 x opens, up to sign; it holds in the 101 windows that read twice
+    assert any(i.events == (1, 2) and abs(i.coef[1]) == 1 and i.coef[0] == -2 * i.coef[1] for i in rel), inv
+    assert all(i.support >= 0.98 for i in inv)
+    b = breaks(w, inv)
+    assert (b.count > 0).tolist() == [False] * 100 + [True] * 3
+    assert b.relation.tolist() == [False] * 100 + [True, True, False]  # the rare event is no relation
+    assert sorted(b.per_invariant.tolist()) == [0] * (len(inv) - 2) + [1, 2]
+
+
+def test_a_relation_that_does_not_hold_in_98_percent_is_not_mined() -> None:
+    w = [[1, 2, 2, 3]] * 95 + [[1, 2, 3]] * 5  # 5 % break "two reads per open"
+    assert not [i for i in mine_invariants(w) if 2 in i.events]
+    assert not breaks(w, mine_invariants(w)).relation.any()
+
+
+def test_invariants_flag_hdfs_anomalies_rarity_and_pca_miss(hdfs_natural: tuple[list, list]) -> None:
+    from fusionlog.evaluate.metrics import binary_metrics
+    from fusionlog.methods.pca import pca_scores
+    from fusionlog.methods.rarity import rarity_scores
+
+    ids, y = hdfs_natural[0], np.array(hdfs_natural[1])
+    inv = mine_invariants(ids)
+    b = breaks(ids, inv)
+    flags, rel = b.count > 0, b.relation
+    assert get("invariants").baseline and any(len(i.events) > 1 for i in inv)
+    m = binary_metrics(y, flags.astype(float), 0.5)
+    assert m["precision"] > 0.85 and m["recall"] > 0.95, m  # flagging every block: F1 ≈ 0.06
+    others = (rarity_scores(ids) >= 0.5) | (pca_scores(ids)[0] >= 0.5)
+    missed = rel & ~others  # blocks only a broken relation finds: anomalous, nearly all of them
+    assert missed.sum() >= 10 and y[missed].mean() > 0.9, (missed.sum(), y[missed].mean())
+
+
+def test_the_fusion_flags_a_broken_relation_on_sessions_whatever_the_vote(hdfs_natural_run: Path,
+                                                                           tmp_path: Path) -> None:
+    import shutil
+
+    import pyarrow as pa
+
+    from fusionlog.config import load_experiment
+    from fusionlog.events import write_events
+    from fusionlog.llm.judge import EVENT_SCORES, write_event_scores
+    from fusionlog.train.data import read_windows
+
+    run = tmp_path / "run"
+    shutil.copytree(hdfs_natural_run, run)
+    write_events(run, "HDFS")
+    t = read_windows(run, "HDFS", ["window_id", "template_ids", "label"])
+    events = sorted({e for ids in t["template_ids"].to_pylist() for e in ids})
+    none = [None] * len(events)  # the LLM abstained on every event: its view flags nothing and does not vote
+    write_event_scores(run, "HDFS", pa.table({"template_id": events, "p_yes": none, "score": none, "score_cf": none,
+                                              "kind": ["abstained"] * len(events), "p_counter": none},
+                                             schema=EVENT_SCORES))
+    ids = t["window_id"].to_pylist()
+    art = Artifacts(run=run, exp=load_experiment("openstack_to_hdfs"), ids=ids, routes=dict.fromkeys(ids, "general"),
+                    threshold=0.5, models={}, rounds=0, small=lambda _d: {}, llm=lambda _p: {})
+    fused = get("fusionlog")
+    names, d = fused.decide(art)  # type: ignore[attr-defined]
+    assert names == ["llm-events", "rarity", "pca"] and d.voting == ["rarity", "pca"]
+    tid = art.template_ids()
+    rel = breaks(tid, mine_invariants(tid)).relation
+    assert d.alone is not None and (d.alone == rel).all()
+    assert (d.label == ((d.votes == 2) | rel)).all() and (rel & (d.votes < 2)).sum() >= 10
+    from sklearn.metrics import f1_score
+
+    y = np.array(t["label"].to_pylist())
+    assert f1_score(y, d.label) > f1_score(y, d.votes == 2) + 0.05, (f1_score(y, d.label), f1_score(y, d.votes == 2))
