@@ -88,3 +88,18 @@ def test_the_fusion_flags_a_broken_relation_on_sessions_whatever_the_vote(hdfs_n
 
     y = np.array(t["label"].to_pylist())
     assert f1_score(y, d.label) > f1_score(y, d.votes == 2) + 0.05, (f1_score(y, d.label), f1_score(y, d.votes == 2))
+
+    # the report says which relations, in words (the notes as the detect stage writes them)
+    import json
+
+    from fusionlog.evaluate.run_report import relation_notes
+    from fusionlog.rundir import method_notes_file
+
+    get("invariants").score(art)
+    notes = {"invariants": art.notes["invariants"], "fusionlog": {"alone": {"views": ["invariants"]}}}
+    for m, n in notes.items():  # the fusion's own notes need the small model (its check): only what is read here
+        method_notes_file(run, m).parent.mkdir(parents=True, exist_ok=True)
+        method_notes_file(run, m).write_text(json.dumps(n, default=float))
+    lines = relation_notes(run, "HDFS", "fusionlog")
+    assert lines[0].startswith("Count relations among HDFS's common events") and len(lines) == 6  # the 5 most broken
+    assert any("= 3 x count(" in x and "allocateBlock" in x for x in lines[1:]), lines

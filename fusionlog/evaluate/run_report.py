@@ -153,6 +153,35 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
     return out
 
 
+def relation_notes(run: Path, target: str, mode: str, limit: int = 5) -> list[str]:
+    """The count relations the fused ``mode`` took alone (Invariant Mining's, ``modes/invariants/notes.json``), in
+    words: ``count(A) = 3 x count(B)``, with the events' templates, where it holds and how many windows break it."""
+    fused, inv = method_notes_file(run, mode), method_notes_file(run, "invariants")
+    if not (fused.exists() and inv.exists()) or not (json.loads(fused.read_text()).get("alone") or {}).get("views"):
+        return []
+    from fusionlog.events import read_events
+
+    n = json.loads(inv.read_text())
+    rel = [(i, b) for i, b in zip(n.get("invariants", []), n.get("windows_breaking", []), strict=False)
+           if len(i["events"]) > 1]
+    if not rel:
+        return []
+    ev = read_events(run, target)
+    text = dict(zip(ev["template_id"].to_pylist(), ev["template"].to_pylist(), strict=True))
+
+    def side(pairs: list[tuple[int, int]]) -> str:
+        return " + ".join(f"{'' if c == 1 else f'{c} x '}count(\u00ab{text.get(e, e)}\u00bb)" for e, c in pairs)
+
+    out = [f"Count relations among {target}'s common events (Invariant Mining, {len(rel)} found):"]
+    for i, b in sorted(rel, key=lambda x: -x[1])[:limit]:
+        pairs = list(zip(i["events"], i["coef"], strict=True))
+        left = [(e, c) for e, c in pairs if c > 0]
+        right = [(e, -c) for e, c in pairs if c < 0]
+        out.append(f"{side(left)} = {side(right)} in {float(i['support']):.1%} of the windows; {b} "
+                   f"window{'' if b == 1 else 's'} break{'s' if b == 1 else ''} it.")
+    return out
+
+
 def views_notes(rounds: list[dict]) -> list[str]:
     """One line per round of the distillation on the agreeing views (kept-pool precision: evaluation only)."""
     out = []
@@ -216,6 +245,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
     if not ev.get("labeled"):
         notes.append(f"{target} has no labels here: the report shows scores, not their quality.")
     notes += fusion_notes(run, exp.run.mode, judge)
+    notes += relation_notes(run, exp.target, exp.run.mode)
     notes += views_notes(ev.get("views_rounds") or distill.get("views_rounds") or [])
     if exp.llm.get("backend") == "openai" and "test-double" in str(exp.llm.get("model", "")):
         notes.append("The LLM of this run is a TEST DOUBLE (a keyword rule): its labels are not an LLM's.")
