@@ -61,6 +61,13 @@ def levels_maps(exp: ExperimentConfig) -> dict[str, dict[str, str]]:
             for name, spec in exp.datasets.items()}
 
 
+def window_kinds(exp: ExperimentConfig) -> dict[str, str]:
+    """Each dataset's kind of window: ``session`` (a block, an instance, a job: event-sequence sets are sessions),
+    ``fixed``, ``time`` or ``line`` (raw logs: the dataset's window policy, or its system's default)."""
+    return {name: load_system(spec.system or name).window(spec.window).kind if spec.kind == "raw" else "session"
+            for name, spec in exp.datasets.items()}
+
+
 def prepare(exp: ExperimentConfig, run: Path, force: bool = False) -> Prepared:
     """Ingest the datasets (those not in ``run`` yet, or all with ``force``), write their ``events/``, embed,
     route. (The LLM's event scores, which the small model's ``llm`` feature reads, come from the judge stage:

@@ -89,6 +89,18 @@ def test_the_fusion_flags_a_broken_relation_on_sessions_whatever_the_vote(hdfs_n
     y = np.array(t["label"].to_pylist())
     assert f1_score(y, d.label) > f1_score(y, d.votes == 2) + 0.05, (f1_score(y, d.label), f1_score(y, d.votes == 2))
 
+    # where windows cut the log by time (a raw HDFS archive in 1-hour windows, say), relations are no session's
+    # workflow: the majority alone decides
+    from fusionlog.config import DatasetSpec
+    from fusionlog.experiment import window_kinds
+
+    timed = art.exp.model_copy(update={"datasets": {**art.exp.datasets,
+                                                    "HDFS": DatasetSpec(kind="raw", inputs=["x"], window="time")}})
+    assert window_kinds(timed)["HDFS"] == "time" and window_kinds(art.exp)["HDFS"] == "session"
+    _, dt = fused.decide(Artifacts(run=run, exp=timed, ids=ids, routes=art.routes, threshold=0.5, models={}, rounds=0,
+                                   small=lambda _d: {}, llm=lambda _p: {}))  # type: ignore[attr-defined]
+    assert dt.alone is None and (dt.label == (dt.votes == 2)).all()
+
     # the report says which relations, in words (the notes as the detect stage writes them)
     import json
 
