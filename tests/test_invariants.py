@@ -31,6 +31,15 @@ def test_a_count_relation_is_mined_and_a_session_missing_an_event_breaks_it() ->
     assert sorted(b.per_invariant.tolist()) == [0] * (len(inv) - 2) + [1, 2]
 
 
+def test_relations_are_found_with_fewer_distinct_sessions_than_events() -> None:
+    # 3 distinct count vectors over 4 frequent events: the invariant space includes the counts' null space
+    w = [[1, 2, 3, 4]] * 200 + [[1, 2, 3]] * 2 + [[1, 2, 3, 4, 4]]
+    inv = mine_invariants(w)
+    assert [(i.events, abs(i.coef[0]) == abs(i.coef[1])) for i in inv] == [((1, 2), True), ((1, 3), True),
+                                                                            ((1, 4), True)]
+    assert breaks(w, inv).relation.tolist() == [False] * 200 + [True] * 3
+
+
 def test_a_relation_that_does_not_hold_in_98_percent_is_not_mined() -> None:
     w = [[1, 2, 2, 3]] * 95 + [[1, 2, 3]] * 5  # 5 % break "two reads per open"
     assert not [i for i in mine_invariants(w) if 2 in i.events]

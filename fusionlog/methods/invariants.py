@@ -11,8 +11,9 @@ the target; a window that breaks one is anomalous. Mined on the target's own win
    ``1 - SUPPORT`` of the windows (a rarer event's relations hold trivially), the ``MAX_EVENTS`` most frequent,
    over the windows' distinct count vectors of those events with their multiplicities (memory grows with the
    distinct vectors, not the windows or the system's events). The dimension ``r`` of their invariant space: the
-   right singular vectors of that count matrix, from the smallest singular value up, that the windows satisfy
-   (``|x . v| < EPSILON``) in at least ``SUPPORT`` of them. Then, for each set of two, then three events (none
+   right singular vectors of that count matrix (the eigenvectors of its Gram matrix, so the null space counts
+   too), from the smallest singular value up, that the windows satisfy (``|x . v| < EPSILON``) in at least
+   ``SUPPORT`` of them. Then, for each set of two, then three events (none
    holding a relation already found), until ``r`` are found: the direction of its counts' smallest singular
    value, scaled to small integers (divided by its smallest entry, times 1, 2 or 3, rounded), is kept when it
    holds in at least ``SUPPORT`` of the windows;
@@ -116,13 +117,13 @@ def mine_invariants(template_ids: list[list[int]], support: float = SUPPORT, lon
     if len(events) < 2 or longest < 2:
         return found
     x, w, _ = count_vectors(template_ids, events)
-    _, _, vt = np.linalg.svd(x * np.sqrt(w)[:, None], full_matrices=False)
+    gram = (x * w[:, None]).T @ x  # the weighted counts' Gram matrix: its eigenvectors are their right singular
+    _, vecs = np.linalg.eigh(gram)  # vectors, the null space included (fewer distinct vectors than events too)
     r = 0  # the invariant space among these events: its dimension bounds the search
-    for v in vt[::-1]:  # from the smallest singular value up
+    for v in vecs.T:  # from the smallest singular value up
         if _held(x, w, v) < support:
             break
         r += 1
-    gram = (x * w[:, None]).T @ x  # the weighted counts' Gram matrix: each set's directions from it
     rel: list[tuple[tuple[int, ...], np.ndarray, float]] = []
     for k in range(2, longest + 1):
         for cols in itertools.combinations(range(len(events)), k):
@@ -186,7 +187,7 @@ class InvariantsMethod(Method):
 
     def hash_inputs(self, exp: object) -> object:
         return {"support": SUPPORT, "epsilon": EPSILON, "longest": LONGEST, "scales": SCALES,
-                "max_events": MAX_EVENTS, "mining": "frequent-space-v1"}
+                "max_events": MAX_EVENTS, "mining": "frequent-space-v2"}
 
     def score(self, art: Artifacts) -> pa.Table:
         ids = art.template_ids()
