@@ -16,6 +16,9 @@ def test_scores_are_computed_once_and_shared(tmp_path: Path) -> None:
     first = art.scores("all-anomalous")
     assert first["label"].to_pylist() == [1, 1, 1] and first["window_id"].to_pylist() == ids
     assert art.scores("all-anomalous") is first  # not scored again
+    calls = []
+    assert art.cached("k", lambda: calls.append(1) or "v") == "v" and art.cached("k", lambda: calls.append(1)) == "v"
+    assert calls == [1]  # computed once per run
     assert "all-anomalous" in names()
 
 

@@ -81,6 +81,13 @@ class Artifacts:
             self._memo["scores", method] = get(method).score(self)
         return self._memo["scores", method]  # type: ignore[return-value]
 
+    def cached(self, key: object, compute: Callable[[], object]) -> object:
+        """``compute()``'s result, computed once per run under ``key`` (what several methods read, as the
+        invariants both their baseline and the fusion use)."""
+        if ("cached", key) not in self._memo:
+            self._memo["cached", key] = compute()
+        return self._memo["cached", key]
+
     def template_ids(self) -> list[list[int]]:
         """Each window's template ids, in :attr:`ids` order (read once)."""
         from fusionlog.train.data import read_windows

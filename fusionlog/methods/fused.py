@@ -87,17 +87,15 @@ class FusionLog(Method):
 
     def decide(self, art: Artifacts) -> tuple[list[str], Decision]:
         """The candidate views on this target and the fused decision (the distillation's pseudo-labels too)."""
+        from fusionlog.experiment import window_kinds
         from fusionlog.fusion import majority
-        from fusionlog.methods.invariants import breaks, mine_invariants
+        from fusionlog.methods.invariants import target_invariants
 
         names = self.views(art)
         scores = {v: art.scores(v)["score"].to_numpy().astype(np.float64) for v in names}
-        from fusionlog.experiment import window_kinds
-
         alone = None
         if self.sessions(art) and window_kinds(art.exp).get(art.target) == "session":
-            ids = art.template_ids()
-            alone = breaks(ids, mine_invariants(ids)).relation
+            alone = target_invariants(art)[1].relation
         return names, majority(scores, art.threshold, alone)
 
     def score(self, art: Artifacts) -> pa.Table:

@@ -177,6 +177,17 @@ def breaks(template_ids: list[list[int]], invariants: list[Invariant]) -> Breaks
     return Breaks(count, relation, per)
 
 
+def target_invariants(art: Artifacts) -> tuple[list[Invariant], Breaks]:
+    """The target's invariants and the windows that break them, mined once per run (the baseline's scores and
+    the fusion's broken relations read the same)."""
+    def compute() -> tuple[list[Invariant], Breaks]:
+        ids = art.template_ids()
+        invariants = mine_invariants(ids)
+        return invariants, breaks(ids, invariants)
+
+    return art.cached("invariants", compute)  # type: ignore[return-value]
+
+
 @register("invariants")
 class InvariantsMethod(Method):
     """The count relations among the target's events that nearly every window keeps, and the windows that break
@@ -190,9 +201,7 @@ class InvariantsMethod(Method):
                 "max_events": MAX_EVENTS, "mining": "frequent-space-v2"}
 
     def score(self, art: Artifacts) -> pa.Table:
-        ids = art.template_ids()
-        invariants = mine_invariants(ids)
-        b = breaks(ids, invariants)
+        invariants, b = target_invariants(art)
         art.notes[self.name] = {"invariants": [i.to_json() for i in invariants],
                                 "windows_breaking": b.per_invariant.tolist()}
         return art.table(1.0 - 0.5 ** b.count, "invariants")
