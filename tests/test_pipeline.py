@@ -162,7 +162,7 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     ev = json.loads((run / "eval" / "run.json").read_text())
     assert set(ev["methods"]) >= {"fusionlog", "fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
                                   "general-only", "all-anomalous", "rarity", "severity", "severity-top",
-                                  "pca", "invariants"}  # baselines: every run
+                                  "pca", "invariants", "keywords"}  # baselines: every run
     assert all(m["cut"] for m in ev["methods"].values()) and "voting" in ev["methods"]["fusionlog"]["notes"]
     assert all(0 <= m["all"]["f1"] <= m["all"]["best_f1"] + 1e-9 for m in ev["methods"].values())  # oracle ceiling
     assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's

@@ -9,6 +9,7 @@ from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.ingest.sequences import ingest_sequences, parse_spec
 from fusionlog.ingest.stage import ingest
 from fusionlog.methods.invariants import breaks, mine_invariants
+from fusionlog.methods.keywords import keyword_scores
 from fusionlog.methods.pca import pca_scores
 from fusionlog.methods.rarity import rarity_scores
 from fusionlog.methods.severity import severity_scores
@@ -18,9 +19,16 @@ d = Path("data")
 OUT: list[dict] = []
 
 
-def show(name, ids, y, levels=None):
+def templates(run, system):
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(run / "templates" / f"system={system}", columns=["template_id", "template"])
+    return dict(zip(t["template_id"].to_pylist(), t["template"].to_pylist(), strict=True))
+
+
+def show(name, ids, y, tpl, levels=None):
     rows = {"all-anomalous": np.ones(len(y)), "rarity": rarity_scores(ids), "pca": pca_scores(ids)[0],
-            "invariants": 1.0 - 0.5 ** breaks(ids, mine_invariants(ids)).count}
+            "invariants": 1.0 - 0.5 ** breaks(ids, mine_invariants(ids)).count, "keywords": keyword_scores(ids, tpl)}
     if levels is not None:
         rows["severity"] = severity_scores(levels)
     for m, s in rows.items():
@@ -34,11 +42,11 @@ with tempfile.TemporaryDirectory() as tmp:
                      parse_spec(f"{d}/HDFS/hdfs_test_abnormal.gz:anomalous:0.01")], run)
     t = read_windows(run, "HDFS", ["template_ids", "label"])
     show("HDFS sequences, natural rate (5,759 blocks, 176 anomalous)", t["template_ids"].to_pylist(),
-         np.array(t["label"].to_pylist()))
+         np.array(t["label"].to_pylist()), templates(run, "HDFS"))
     ingest("BGL", [str(d / "loghub_2k/BGL/BGL_2k.log.gz")], run, window="line")
     t = read_windows(run, "BGL", ["template_ids", "levels", "label"])
     show("BGL_2k lines (2,000, 143 alerts)", t["template_ids"].to_pylist(), np.array(t["label"].to_pylist()),
-         t["levels"])
+         templates(run, "BGL"), t["levels"])
 
 Path("docs/results/baselines.json").write_text(json.dumps(
     {"command": "python docs/results/baselines.py", "threshold": 0.5, "rows": OUT}, indent=2, default=float))

@@ -5,7 +5,12 @@ LLM's event judgment (``llm-events``), ``severity`` (where the system logs level
 of several events, the statistics of their composition (``rarity``, ``pca``). On one-line windows those two do not
 vote: a line's "rarest event" is its own template, and on a line-level log the rare templates are the long tail
 of every message kind (detail lines of multi-line reports among them; docs/pipeline.md has the measurement),
-not sessions that break the usual composition; both are still scored as baselines. A window is anomalous when a strict
+not sessions that break the usual composition; both are still scored as baselines. There, where the level field
+tells the lines nothing (no line logs a level, or every line the same one), ``keywords`` (severity's rule read from
+the message's words: error, fail, fatal ...) votes in severity's place, so that the LLM's view does not decide
+alone; where levels tell lines apart it does not vote (the operator's level is the better reading of the same
+thing, and as a third message view it outvoted severity on BGL_2k), nor on sessions, where the composition views
+read the window. A window is anomalous when a strict
 majority of the voting views flags it (two voting views: both), or, where windows are sessions of an identifier (a
 block, an instance, a job: the window policy ``session``, or an event-sequence set), when it breaks a count relation
 among two or more of the target's events (``invariants``, Invariant Mining): evidence no voting view can check. The
@@ -36,9 +41,10 @@ from fusionlog.methods import Artifacts, Method, Needs, get, register
 if TYPE_CHECKING:
     from fusionlog.fusion import Decision
 
-VIEWS = ("llm-events", "severity", "rarity", "pca")  # the views that vote: each computed on the target itself
+VIEWS = ("llm-events", "severity", "keywords", "rarity", "pca")  # the views that vote, each from the target itself
 CHECKED = ("general-only",)  # scored beside them and checked against the fused decision (agreement, polarity)
 SESSION_VIEWS = ("rarity", "pca")  # statistics of a window's composition: they vote where windows are sessions
+MESSAGE_VIEWS = ("keywords",)  # severity read from the words: votes where levels tell nothing and windows are messages
 ALONE = ("invariants",)  # in sessions of an identifier, a broken count relation flags a window on its own
 MIN_SESSION = 2.0  # windows are sessions when they hold at least this many events (median), not single lines
 
@@ -63,20 +69,26 @@ class FusionLog(Method):
 
     def hash_inputs(self, exp: object) -> object:
         return {"views": VIEWS, "checked": CHECKED, "session_views": SESSION_VIEWS, "min_session": MIN_SESSION,
-                "alone": {v: get(v).hash_inputs(exp) for v in ALONE}, "alone_windows": "session",
-                "fusion": "majority-v3"}  # v2: severity where any line logs a level; v3: broken count relations
+                "message_views": MESSAGE_VIEWS, "alone": {v: get(v).hash_inputs(exp) for v in ALONE},
+                "alone_windows": "session", "fusion": "majority-v4"}
+        # v2: severity where any line logs a level; v3: broken count relations; v4: keywords where levels tell nothing
 
     def views(self, art: Artifacts) -> list[str]:
-        """The views that mean something on this target (severity needs levels, rarity and pca sessions)."""
+        """The views that mean something on this target: severity needs levels; rarity and pca sessions; keywords,
+        severity's rule read from the words, stands in for it where the level field tells the windows nothing (no
+        line logs a level, or every line the same one) and windows are not sessions: beside the LLM's reading of
+        the same messages, not against the composition views."""
         from fusionlog.events import read_events
 
         sessions = self.sessions(art)
-        levels = set(read_events(art.run, art.target)["max_level"].to_pylist())  # some line logs a level
+        known = set(read_events(art.run, art.target)["max_level"].to_pylist()) - {"unknown"}  # levels some line logs
         out = []
         for v in VIEWS:
-            if v == "severity" and levels <= {"unknown"}:
+            if v == "severity" and not known:
                 continue
             if v in SESSION_VIEWS and not sessions:
+                continue
+            if v in MESSAGE_VIEWS and (len(known) > 1 or sessions):
                 continue
             out.append(v)
         return out
