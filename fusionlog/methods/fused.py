@@ -10,10 +10,10 @@ tells the lines nothing (no line logs a level, or every line the same one), ``ke
 the message's words: error, fail, fatal ...) votes in severity's place, so that the LLM's view does not decide
 alone; where levels tell lines apart it does not vote (the operator's level is the better reading of the same
 thing, and as a third message view it outvoted severity on BGL_2k), nor on sessions, where the composition views
-read the window. A window is anomalous when a strict
-majority of the voting views flags it (two voting views: both), or, where windows are sessions of an identifier (a
-block, an instance, a job: the window policy ``session``, or an event-sequence set), when it breaks a count relation
-among two or more of the target's events (``invariants``, Invariant Mining): evidence no voting view can check. The
+read the window. A window is anomalous when a strict majority of the voting views flags it (two voting views:
+both), or, where windows are sessions of an identifier (a block, an instance, a job: the window policy
+``session``, or an event-sequence set), when it breaks a count relation among two or more of the target's events
+(``invariants``, Invariant Mining): evidence no voting view can check. The
 events of such a relation are the system's common ones (each in more than 2 % of the windows); what is wrong is how
 many of each, often one missing (a block allocated and received but never acknowledged), so the LLM and severity
 have nothing to read and their "no" is not evidence against it, and rarity's rule (a rare event is present) does
