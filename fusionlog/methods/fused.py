@@ -1,32 +1,32 @@
 """``fusionlog``: the views of the target's windows fused without labels (:func:`fusionlog.fusion.majority`).
 
-The voting views are registered methods, each computed on the target itself with its own label-free cut: the
-LLM's event judgment (``llm-events``), ``severity`` (where the system logs levels) and, where windows are sessions
-of several events, the statistics of their composition (``rarity``, ``pca``). On one-line windows those two do not
-vote: a line's "rarest event" is its own template, and on a line-level log the rare templates are the long tail
-of every message kind (detail lines of multi-line reports among them; docs/pipeline.md has the measurement),
-not sessions that break the usual composition; both are still scored as baselines. There, where the level field
-tells the lines nothing (no line logs a level, or every line the same one), ``keywords`` (severity's rule read from
-the message's words: error, fail, fatal ...) votes in severity's place, so that the LLM's view does not decide
-alone; where levels tell lines apart it does not vote (the operator's level is the better reading of the same
-thing, and as a third message view it outvoted severity on BGL_2k), nor on sessions, where the composition views
-read the window. A window is anomalous when a strict majority of the voting views flags it (two voting views:
-both), or, where windows are sessions of an identifier (a block, an instance, a job: the window policy
-``session``, or an event-sequence set), when it breaks a count relation among two or more of the target's events
-(``invariants``, Invariant Mining): evidence no voting view can check. The
-events of such a relation are the system's common ones (each in more than 2 % of the windows); what is wrong is how
-many of each, often one missing (a block allocated and received but never acknowledged), so the LLM and severity
-have nothing to read and their "no" is not evidence against it, and rarity's rule (a rare event is present) does
-not apply. A relation is a session's workflow: where windows cut the log by lines or time, a workflow straddles two
-windows and breaks the relation in both (on 10-line chunks of contiguous loghub samples, relations broke in up to
-8 % of the windows), so there the relations stay in the ``invariants`` baseline. Invariant Mining's one-event
-invariants ("this event is absent from 98 % of the windows") are rarity's evidence and go through the vote as
-rarity does. A view that flags every window or none does not vote; nor does one that Dawid–Skene, from the target
-alone, finds inverted. The transferred small model (``general-only``, the paper's general branch) is scored beside
-them and checked against the fused decision (Cohen's kappa, polarity) but does not vote: on every target measured
-it flags windows at or near the rate of flagging all of them, and in a majority of four it pulled the decision
-below that of three (docs/pipeline.md). The voting views, the windows flagged on a broken relation, Dawid–Skene's
-estimates and the check are kept in ``modes/fusionlog/notes.json`` and shown in the report.
+The voting views are registered methods, each computed on the target itself with its own label-free cut: the LLM's
+event judgment (``llm-events``), ``severity`` (where the system logs levels) and, where windows are sessions of
+several events, the statistics of their composition (``rarity``, ``pca``). On one-line windows those two do not
+vote: a line's "rarest event" is its own template, and on a line-level log the rare templates are the long tail of
+every message kind (detail lines of multi-line reports among them; docs/pipeline.md has the measurement), not
+sessions that break the usual composition; both are still scored as baselines. There, where the level field tells
+the lines nothing (no line logs a level, or every line the same one), ``keywords`` (severity's rule read from the
+message's words: error, fail, fatal ...) votes in severity's place, so that the LLM's view does not decide alone;
+where levels tell lines apart it does not vote (the operator's level is the better reading of the same thing, and as
+a third message view it outvoted severity where measured: docs/pipeline.md), nor on sessions, where the composition
+views read the window. A window is anomalous when a strict majority of the voting views flags it (two voting views:
+both), or, where windows are sessions of an identifier (a block, an instance, a job: the window policy ``session``,
+or an event-sequence set), when it breaks a count relation among two or more of the target's events (``invariants``,
+Invariant Mining): evidence no voting view can check. The events of such a relation are the system's common ones
+(each in more than 2 % of the windows); what is wrong is how many of each, often one missing (a block allocated and
+received but never acknowledged), so the LLM and severity have nothing to read and their "no" is not evidence
+against it, and rarity's rule (a rare event is present) does not apply. A relation is a session's workflow: where
+windows cut the log by lines or time, a workflow straddles two windows and breaks the relation in both (on 10-line
+chunks of contiguous loghub samples, relations broke in up to 8 % of the windows), so there the relations stay in
+the ``invariants`` baseline. Invariant Mining's one-event invariants ("this event is absent from 98 % of the
+windows") are rarity's evidence and go through the vote as rarity does. A view that flags every window or none does
+not vote; nor does one that Dawid–Skene, from the target alone, finds inverted. The transferred small model
+(``general-only``, the paper's general branch) is scored beside them and checked against the fused decision (Cohen's
+kappa, polarity) but does not vote: on every target measured it flags windows at or near the rate of flagging all of
+them, and in a majority of four it pulled the decision below that of three (docs/pipeline.md). The voting views, the
+windows flagged on a broken relation, Dawid–Skene's estimates and the check are kept in
+``modes/fusionlog/notes.json`` and shown in the report.
 """
 
 from __future__ import annotations
