@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from fusionlog.methods import Artifacts, Method, register
+from fusionlog.methods.rarity import document_frequency
 
 SUPPORT = 0.98  # an invariant holds in at least this share of the target's windows
 EPSILON = 0.5  # |sum theta_i count_i| below this: the window satisfies the invariant (counts are integers)
@@ -57,15 +58,6 @@ class Invariant:
 
     def to_json(self) -> dict:
         return {"events": list(self.events), "coef": list(self.coef), "support": self.support}
-
-
-def document_frequency(template_ids: list[list[int]]) -> dict[int, float]:
-    """Per event, the share of the windows that hold it."""
-    n, df = max(len(template_ids), 1), {}
-    for ids in template_ids:
-        for t in set(ids):
-            df[t] = df.get(t, 0) + 1
-    return {t: c / n for t, c in df.items()}
 
 
 def count_vectors(template_ids: list[list[int]], events: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

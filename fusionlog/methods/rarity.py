@@ -16,14 +16,19 @@ from fusionlog.methods import Artifacts, Method, register
 RARE = 0.01  # c: an event in fewer than 1 % of the windows makes its window anomalous
 
 
-def rarity_scores(template_ids: list[list[int]], rare: float = RARE) -> np.ndarray:
-    """Score per window from its template ids (see the module's docstring)."""
-    n = max(len(template_ids), 1)
-    df: dict[int, int] = {}
+def document_frequency(template_ids: list[list[int]]) -> dict[int, float]:
+    """Per event, the share of the windows that hold it."""
+    n, df = max(len(template_ids), 1), {}
     for ids in template_ids:
         for t in set(ids):
             df[t] = df.get(t, 0) + 1
-    low = np.array([min((df[t] for t in set(ids)), default=n) / n for ids in template_ids], np.float64)
+    return {t: c / n for t, c in df.items()}
+
+
+def rarity_scores(template_ids: list[list[int]], rare: float = RARE) -> np.ndarray:
+    """Score per window from its template ids (see the module's docstring)."""
+    df = document_frequency(template_ids)
+    low = np.array([min((df[t] for t in set(ids)), default=1.0) for ids in template_ids], np.float64)
     return (1.0 / (1.0 + low / rare)).astype(np.float32)
 
 
