@@ -374,8 +374,16 @@ def evaluation_table(ev) -> Table | str:  # noqa: ANN001 (fusionlog.stages.Evalu
         t = Table(title=f"F1 on {ev.labeled} labeled target windows (labels read by evaluate only)")
         t.add_column("method")
         t.add_column("F1", justify="right")
+        inside = ev.inside if ev.inside and ev.inside.get("f1") else None
+        if inside:
+            t.add_column(f"F1 inside the slice ({inside['windows']} windows, {inside['anomalous']} anomalous)",
+                         justify="right")
         for m, f in ev.f1.items():
-            t.add_row(m, f"{f:.3f}")
+            extra = [] if not inside else ["-" if inside["f1"].get(m) is None else f"{inside['f1'][m]:.3f}"]
+            t.add_row(m, f"{f:.3f}", *extra)
+        if inside:
+            t.caption = (f"inside the slice: sessions that start {inside['margin_s']:.0f} s or more after the slice's "
+                         "first line and end as long before its last (the 99th percentile of a session's pauses)")
         return t
     return flagged_table(f"0 of {ev.labeled} labeled target windows anomalous: F1 undefined, every flag is a false "
                          "positive", {m: ev.flagged.get(m, 0) for m in ev.f1}, ev.labeled)

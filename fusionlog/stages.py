@@ -97,6 +97,7 @@ class EvaluateOut:
     anomalous: int | None = None  # anomalous labeled windows (None: a run recorded before it was kept)
     flagged: dict[str, int] = field(default_factory=dict)  # labeled windows each method flags (unlabeled: all windows)
     windows: int | None = None  # the target's windows, where none is labeled
+    inside: dict | None = None  # sessions of a raw log: windows, anomalous, margin_s, F1 of those inside the slice
 
 
 @dataclass

@@ -62,6 +62,9 @@ def test_evaluation_table_on_all_normal_and_unlabeled_targets() -> None:
     assert "F1 undefined" in normal and "16" in normal and "3.2%" in normal and "3.8%" in normal
     mixed = text(EvaluateOut(2000, {"fusionlog": 0.622}, anomalous=143, flagged={"fusionlog": 317}))
     assert "F1 on 2000" in mixed and "0.622" in mixed and "undefined" not in mixed
+    sliced = text(EvaluateOut(1782, {"fusionlog": 0.104, "rarity": 0.085}, anomalous=43,
+                              inside={"windows": 303, "anomalous": 10, "margin_s": 56.0, "f1": {"fusionlog": 0.25}}))
+    assert "inside the slice (303 windows, 10 anomalous)" in sliced and "0.250" in sliced and "56 s" in sliced
     old = text(EvaluateOut(2000, {"fusionlog": 0.622}))  # a run recorded before the count was kept
     assert "0.622" in old
     unlabeled = text(EvaluateOut(0, anomalous=0))  # a system nobody labeled: the default use

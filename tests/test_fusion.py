@@ -106,3 +106,9 @@ def test_results_table_marks_a_target_its_labels_make_unmeasurable() -> None:
     assert "b_to_c (not measurable: its labels cap any detector at F1 0.18)" in text
     assert "a_to_b |" in text and "2 + 3" in text  # LLM calls: events + windows
     assert "8/2 (0.900)" in text  # the distillation's last kept pool and its precision
+    assert "inside the slice" not in text  # no target of sessions cut from a slice: no second table
+    rows[1]["inside_slice"] = {"rule": "RULE", "margin_s": 56.0, "windows": 303, "anomalous": 10,
+                               "signature_ceiling": {"best_f1": 0.182},
+                               "summary": {"fusionlog": {"mean": 0.25, "std": 0.0, "n": 1}}}
+    text = markdown(rows)
+    assert "inside the slice (RULE)" in text and "| b_to_c | 56 | 303 (10) | 0.182 | 0.250 |" in text

@@ -64,6 +64,52 @@ def test_templates_and_params(hdfs_run) -> None:
     assert list(row["params"]) == [toks[2], toks[4], toks[6]]
 
 
+def test_sessions_inside_the_slice(hdfs_run, data: Path, hdfs_natural_run: Path) -> None:
+    """The evaluation's rule for sessions cut from a slice, checked against the raw text: the margin is the 99th
+    percentile of the pauses between a block's consecutive lines, and a block is inside when it starts that long
+    after the slice's first line and ends that long before its last."""
+    import datetime as dt
+    from itertools import pairwise
+
+    import numpy as np
+
+    from fusionlog.config import ExperimentConfig
+    from fusionlog.evaluate.data_checks import inside_slice
+    from fusionlog.evaluate.run_metrics import inside, labeled
+
+    run, _ = hdfs_run
+    times: dict[str, list[dt.datetime]] = {}
+    every = []
+    for line in gzip.decompress((data / "HDFS/HDFS_20000.log.gz").read_bytes()).decode().splitlines():
+        date, time = line.split()[:2]
+        ts = dt.datetime.strptime(f"{date} {time}", "%y%m%d %H%M%S")
+        every.append(ts)
+        for b in set(re.findall(r"blk_-?\d+", line)):
+            times.setdefault(b, []).append(ts)
+    pauses = [(b - a).total_seconds() for ts in times.values() for a, b in pairwise(sorted(ts))]
+    margin = float(np.quantile(pauses, 0.99))
+    sl = inside_slice(run, "HDFS")
+    assert sl is not None and sl["margin_s"] == pytest.approx(margin) and margin > 0
+    lo, hi = min(every) + dt.timedelta(seconds=margin), max(every) - dt.timedelta(seconds=margin)
+    expected = {b for b, ts in times.items() if min(ts) >= lo and max(ts) <= hi}
+    w = table(run, "windows", "HDFS")
+    got = set(w.set_index("window_id").loc[sl["window_ids"], "session"])
+    assert got == expected and 0 < len(got) < len(times)  # the blocks at either end of the slice are left out
+    # evaluation's view of it: a mask over the labeled windows, its counts and its label ceiling
+    exp = ExperimentConfig.model_validate({
+        "name": "x", "sources": ["OpenStack"], "target": "HDFS",
+        "datasets": {"HDFS": {"kind": "raw", "inputs": ["data/HDFS/HDFS_20000.log.gz"]},
+                     "OpenStack": {"kind": "sequences", "templates": "t.csv", "sequences": ["s.gz:normal"]}}})
+    ids, y, _ = labeled(run, "HDFS")
+    sel, info = inside(run, exp, ids, y)
+    assert info["windows"] == int(sel.sum()) == len(expected)
+    assert info["anomalous"] == int(y[sel].sum()) and 0 <= info["signature_ceiling"]["best_f1"] <= 1
+    # no timestamps (an event-sequence set), or a target that is not sessions cut from a raw log: no such subset
+    assert inside_slice(hdfs_natural_run, "HDFS") is None
+    seq = exp.model_copy(update={"target": "OpenStack"})
+    assert inside(run, seq, ids, y) is None
+
+
 def test_bgl_line_labels_and_node_windows(spark, data: Path, tmp_path: Path) -> None:
     src = str(data / "loghub_2k/BGL/BGL_2k.log.gz")
     res = ingest("BGL", [src], tmp_path, window="line", spark=spark)

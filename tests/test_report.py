@@ -331,3 +331,15 @@ def test_fusion_notes_say_when_the_voting_views_never_agree(tmp_path: Path) -> N
     assert any("flags no window" in line and "never the same" in line for line in lines)
     p.write_text(json.dumps({**notes, "flagged": 13}))  # where a majority forms, no such sentence
     assert not any("flags no window" in line for line in fusion_notes(tmp_path, "fusionlog", {}))
+
+
+def test_inside_notes_show_the_sessions_inside_the_slice() -> None:
+    from fusionlog.evaluate.run_report import inside_notes
+
+    assert inside_notes({"labeled": 2000, "methods": {"fusionlog": {"all": {"f1": 0.6}}}}) == []  # no such subset
+    ev = {"labeled": 1782, "inside_slice": {"rule": "RULE", "margin_s": 56.0, "windows": 303, "anomalous": 10,
+                                            "signature_ceiling": {"best_f1": 0.182}},
+          "methods": {"fusionlog": {"inside_slice": {"f1": 0.0}}, "all-anomalous": {"inside_slice": {"f1": 0.064}}}}
+    (note,) = inside_notes(ev)
+    assert "RULE; M = 56 s" in note and "303 of 1782" in note and "10 anomalous" in note and "0.182" in note
+    assert "fusionlog 0.000" in note and "all-anomalous 0.064" in note

@@ -1,9 +1,13 @@
-"""What a reader needs to trust a result: label balance per split, duplicates across splits and systems."""
+"""What a reader needs to trust a result: label balance per split, duplicates across splits and systems, the
+sessions that lie inside a slice of a longer log."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fusionlog.rundir import table_dir
@@ -69,3 +73,47 @@ def signature_ceiling(labels: list[int], signatures: list[tuple]) -> dict[str, f
             best = max(best, 2 * tp / (2 * tp + fp + (pos - tp)))
     conflicting = sum(min(c) for c in groups)
     return {"best_f1": best, "distinct": len(groups), "windows_in_conflict": conflicting}
+
+
+INSIDE_QUANTILE = 0.99  # the margin: this quantile of the pauses between consecutive lines of one session
+INSIDE_MAX_LINES = 2_000_000  # lines read to measure the pauses (the first ones, in the table's order): memory bound
+INSIDE_RULE = ("a session lies inside the slice when its first line comes at least M after the slice's first line "
+               "and its last line at least M before the slice's last one, M being the 99th percentile of the pauses "
+               "between consecutive lines of one session: it started in the slice, and has been quiet for longer "
+               "than sessions usually pause when the slice ends")
+
+
+def inside_slice(run: Path, system: str) -> dict | None:
+    """The session windows of a raw log whose life cycle lies inside the slice (:data:`INSIDE_RULE`), for evaluation:
+    a slice of a longer log cuts the sessions open at either end, and a label given for the whole session (e.g. from
+    a block's fate in the full log) may rest on lines the slice does not hold. ``{"rule", "margin_s", "first",
+    "last", "window_ids"}``; None where the windows carry no timestamps or no session has two timed lines."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    w = read_windows(run, system, ["window_id", "start_ts", "end_ts"])
+    if not w.num_rows or w["start_ts"].null_count == w.num_rows:
+        return None
+    parts, seen = [], 0
+    for b in ds.dataset(table_dir(run, "lines", system), format="parquet").to_batches(columns=["sessions", "ts"]):
+        ses = b.column("sessions")
+        parent = pc.list_parent_indices(ses)
+        parts.append(pa.table({"session": pc.list_flatten(ses), "ts": pc.take(b.column("ts"), parent)}))
+        seen += b.num_rows
+        if seen >= INSIDE_MAX_LINES:
+            break
+    t = pa.concat_tables(parts).drop_null().sort_by([("session", "ascending"), ("ts", "ascending")]) if parts else None
+    if t is None or t.num_rows < 2:
+        return None
+    s = t["session"].to_numpy(zero_copy_only=False)
+    ts = t["ts"].cast(pa.int64()).to_numpy()
+    same = s[1:] == s[:-1]
+    if not same.any():
+        return None
+    margin = float(np.quantile(np.diff(ts)[same], INSIDE_QUANTILE)) / 1e6  # microseconds -> seconds
+    first, last = pc.min(w["start_ts"]).as_py(), pc.max(w["end_ts"]).as_py()
+    lo, hi = first + dt.timedelta(seconds=margin), last - dt.timedelta(seconds=margin)
+    keep = [wid for wid, a, b in zip(w["window_id"].to_pylist(), w["start_ts"].to_pylist(), w["end_ts"].to_pylist(),
+                                     strict=True) if a is not None and b is not None and a >= lo and b <= hi]
+    return {"rule": INSIDE_RULE, "margin_s": margin, "first": first.isoformat(), "last": last.isoformat(),
+            "window_ids": keep}

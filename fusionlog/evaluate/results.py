@@ -52,6 +52,8 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
                          "event_ranking": ev.get("event_ranking"),
                          "llm_requests": state.distill.client.get("requests", 0),
                          "f1": {m: v["all"]["f1"] for m, v in ev["methods"].items()},
+                         "f1_inside_slice": {m: v["inside_slice"]["f1"] for m, v in ev["methods"].items()
+                                             if v.get("inside_slice")},
                          "pr_auc": {m: v["all"]["pr_auc"] for m, v in ev["methods"].items()},
                          "rounds": [{k: r.get(k) for k in ("round", "epsilon", "labeled", "agreed", "kept",
                                                            "kept_total", "clean_ratio", "f1_labeled")}
@@ -66,12 +68,25 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
     out = {"experiment": exp.name, "description": exp.description, "sources": exp.sources, "target": exp.target,
            "labeled": ev["labeled"], "anomalous": ev["anomalous"], "seeds": per_seed, "summary": {},
            "label_ceiling": ceiling, "measurable": ceiling is None or ceiling >= MEASURABLE}
-    for m in dict.fromkeys(m for s in per_seed for m in s["f1"]):
-        vals = [s["f1"][m] for s in per_seed if m in s["f1"]]
-        if vals:
-            out["summary"][m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    if ev.get("inside_slice"):
+        out["inside_slice"] = {**ev["inside_slice"], "summary": _summary(per_seed, "f1_inside_slice")}
+    out["summary"] = _summary(per_seed, "f1")
     atomic_write_text(results_file(run), json.dumps(out, indent=2, default=float))
     return out
+
+
+def _summary(per_seed: list[dict], key: str) -> dict[str, dict]:
+    """Method -> mean, std and count over the seeds of ``seed[key][method]``."""
+    out = {}
+    for m in dict.fromkeys(m for s in per_seed for m in s.get(key, {})):
+        vals = [s[key][m] for s in per_seed if m in s.get(key, {})]
+        if vals:
+            out[m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    return out
+
+
+def _cell(s: dict | None) -> str:
+    return "-" if s is None else f"{s['mean']:.3f}" + (f" ± {s['std']:.3f}" if s["n"] > 1 else "")
 
 
 def _kept(rounds: list[dict]) -> str:
@@ -86,7 +101,8 @@ def _kept(rounds: list[dict]) -> str:
 def markdown(rows: list[dict]) -> str:
     """One line per experiment: F1 (mean ± std over seeds) of each mode and baseline, LLM calls, wall time; a target
     whose labels cap every sequence-based detector below :data:`MEASURABLE` says so (e.g. OpenStack's file-level
-    labels, ceiling F1 0.18)."""
+    labels, ceiling F1 0.18). Targets of sessions cut from a slice of a longer log get a second table: the same
+    methods on the sessions inside the slice."""
     cols = columns(rows)
     head = ["experiment", "target windows (anom.)", *cols, "distilled on agreeing views: kept normal/anomalous, "
             "kept-pool precision (last round, per seed)", "LLM calls per seed (events + windows)", "wall s per seed"]
@@ -98,11 +114,21 @@ def markdown(rows: list[dict]) -> str:
         elif r.get("measurable") is False:
             name += f" (not measurable: its labels cap any detector at F1 {r['label_ceiling']:.2f})"
         cells = [name, f"{r['labeled']} ({r['anomalous']})"]
-        for m in cols:
-            s = r["summary"].get(m)
-            cells.append("-" if s is None else f"{s['mean']:.3f}" + (f" ± {s['std']:.3f}" if s["n"] > 1 else ""))
+        cells += [_cell(r["summary"].get(m)) for m in cols]
         cells.append(" / ".join(_kept(s.get("views_rounds") or []) for s in r["seeds"]))
         cells.append(" / ".join(f"{s.get('llm_event_calls', 0)} + {s['llm_calls']}" for s in r["seeds"]))
         cells.append(" / ".join(f"{s['wall_seconds']:.0f}" for s in r["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
+    inside = [r for r in rows if r.get("inside_slice")]
+    if inside:  # sessions cut from a slice of a longer log: the same methods on the sessions inside it
+        lines += ["", "Sessions cut from a slice of a longer log, evaluated again on those whose life cycle lies "
+                  f"inside the slice ({inside[0]['inside_slice']['rule']}):", "",
+                  "| " + " | ".join(["experiment", "margin s", "windows inside (anom.)", "their label ceiling", *cols])
+                  + " |", "|" + "---|" * (4 + len(cols))]
+        for r in inside:
+            i = r["inside_slice"]
+            ceil = (i.get("signature_ceiling") or {}).get("best_f1")
+            cells = [r["experiment"], f"{i['margin_s']:.0f}", f"{i['windows']} ({i['anomalous']})",
+                     "-" if ceil is None else f"{ceil:.3f}", *[_cell(i["summary"].get(m)) for m in cols]]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

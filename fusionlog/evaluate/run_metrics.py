@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusionlog.config import ExperimentConfig
-from fusionlog.evaluate.data_checks import label_balance, signature_ceiling
+from fusionlog.evaluate.data_checks import inside_slice, label_balance, signature_ceiling
 from fusionlog.evaluate.metrics import binary_metrics
 from fusionlog.io import atomic_write_text
 from fusionlog.methods import get, names
@@ -98,6 +98,26 @@ def views_precision(run: Path, target: str, rounds: list[dict], ids: list[str], 
     return out
 
 
+def inside(run: Path, exp: ExperimentConfig, ids: list[str], y: np.ndarray) -> tuple[np.ndarray, dict] | None:
+    """Where the target's windows are sessions cut from a raw log: the mask (over ``ids``) of those whose life cycle
+    lies inside the slice (:func:`fusionlog.evaluate.data_checks.inside_slice`) and what the run records of them
+    (rule, margin, windows, anomalous, their signature ceiling); None elsewhere."""
+    from fusionlog.experiment import window_kinds
+
+    spec = exp.datasets.get(exp.target)
+    if spec is None or spec.kind != "raw" or window_kinds(exp).get(exp.target) != "session" or not len(ids):
+        return None
+    sl = inside_slice(run, exp.target)
+    if sl is None:
+        return None
+    keep = set(sl.pop("window_ids"))
+    sel = np.array([i in keep for i in ids], bool)
+    t = read_windows(run, exp.target, ["window_id", "template_ids"])
+    sig = dict(zip(t["window_id"].to_pylist(), t["template_ids"].to_pylist(), strict=True))
+    ceiling = signature_ceiling(y[sel].tolist(), [tuple(sig[i]) for i, k in zip(ids, sel, strict=True) if k])
+    return sel, {**sl, "windows": int(sel.sum()), "anomalous": int(y[sel].sum()), "signature_ceiling": ceiling}
+
+
 def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: list[dict],
                  views_rounds: list[dict] | None = None) -> EvaluateOut:
     """Metrics of every scored method (``modes/<method>/scores``) on the labeled target windows, F1 of each
@@ -112,11 +132,18 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
                     "seed": exp.run.seed, "threshold": th, "labeled": len(ids), "anomalous": int(y.sum()),
                     "methods": {}, "rounds": [], "signature_ceiling": ceiling,
                     "label_balance": label_balance(run, exp.target)}
+    sub = inside(run, exp, ids, y)
+    if sub is not None:
+        result["inside_slice"] = sub[1]
     if len(ids):
         for mode in methods:
             t = pq.read_table(method_scores_dir(run, mode, exp.target)).to_pandas()
             t = t.set_index("window_id").loc[ids]
             m = _by_route(y, t["score"].to_numpy(np.float64), t["route"].to_numpy(), th, t["label"].to_numpy())
+            if sub is not None:
+                sel = sub[0]
+                m["inside_slice"] = binary_metrics(y[sel], t["score"].to_numpy(np.float64)[sel], th,
+                                                   t["label"].to_numpy()[sel]) if sel.any() else None
             m["llm_scored"] = int((t["scorer"] == "llm").sum())
             m["cut"] = get(mode).cut if mode in names() else ""
             notes = method_notes_file(run, mode)
@@ -139,6 +166,10 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
     atomic_write_text(run_metrics_file(run), json.dumps(result, indent=2, default=float))
     flagged = (result["flagged"] if not len(ids)
                else {m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in result["methods"].items()})
+    inside_f1 = ({m: v["inside_slice"]["f1"] for m, v in result["methods"].items() if v.get("inside_slice")}
+                 if sub is not None else None)
     return EvaluateOut(len(ids), {m: v["all"]["f1"] for m, v in result["methods"].items()},
                        [r.get("f1_labeled") for r in rounds], anomalous=result["anomalous"], flagged=flagged,
-                       windows=result.get("windows"))
+                       windows=result.get("windows"), inside=None if sub is None else {
+                           "windows": sub[1]["windows"], "anomalous": sub[1]["anomalous"],
+                           "margin_s": sub[1]["margin_s"], "f1": inside_f1})

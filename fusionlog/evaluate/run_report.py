@@ -199,6 +199,20 @@ def views_notes(rounds: list[dict]) -> list[str]:
     return out
 
 
+def inside_notes(ev: dict) -> list[str]:
+    """Where the target's sessions were cut from a slice of a longer log: F1 of each method again on the sessions
+    whose life cycle lies inside the slice (``eval/run.json``'s ``inside_slice``), with the rule."""
+    sub = ev.get("inside_slice")
+    if not sub:
+        return []
+    f1 = {m: v["inside_slice"]["f1"] for m, v in ev.get("methods", {}).items() if v.get("inside_slice")}
+    ceiling = (sub.get("signature_ceiling") or {}).get("best_f1")
+    return [f"Sessions inside the slice ({sub['rule']}; M = {sub['margin_s']:.0f} s): {sub['windows']} of "
+            f"{ev.get('labeled', 0)} labeled windows, {sub['anomalous']} anomalous"
+            + ("" if ceiling is None else f", label ceiling F1 {ceiling:.3f}") + ". F1 on them: "
+            + (", ".join(f"{m} {v:.3f}" for m, v in f1.items()) or "none") + "."]
+
+
 def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> Path:
     run, target = Path(run), exp.target
     routes = pq.read_table(table_dir(run, "routes", target)).to_pandas()
@@ -247,6 +261,7 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
     notes += fusion_notes(run, exp.run.mode, judge)
     notes += relation_notes(run, exp.target, exp.run.mode)
     notes += views_notes(ev.get("views_rounds") or distill.get("views_rounds") or [])
+    notes += inside_notes(ev)
     if exp.llm.get("backend") == "openai" and "test-double" in str(exp.llm.get("model", "")):
         notes.append("The LLM of this run is a TEST DOUBLE (a keyword rule): its labels are not an LLM's.")
     data = ReportData(
