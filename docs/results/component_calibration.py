@@ -1,0 +1,87 @@
+"""Contextual calibration in the event's own context, for docs/pipeline.md ("Measured (2026-12-06)"). Evaluation
+only: ``score`` reads the target's labels to measure; nothing here feeds the product.
+
+    python docs/results/component_calibration.py ask RUN SYSTEM CACHE OUT.json   # starts the LLM service if needed
+    python docs/results/component_calibration.py score OUT.json RUN SYSTEM        # RUN's windows and severity's labels
+
+The product's question shows the event's component beside its message, but its content-free inputs (``N/A``, an
+empty message, ``[MASK]``) are asked with the component ``unknown``. ``ask`` asks every event of SYSTEM the default
+question and the same content-free inputs once per component of the system's events. ``score`` prints, for the
+product's scores and for each event calibrated against the content-free inputs *of its own component*
+(``logit p - logit p_cf(component)``), the event ranking's ROC-AUC and, with the two-component mixture's cut, the
+LLM view's and the fusion's F1 (fusion = the view and severity both, as on a target with levels).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FREE = ("N/A", "", "[MASK]")  # the judge's content-free inputs (fusionlog.llm.judge.CONTENT_FREE)
+
+
+def ask(run: Path, system: str, cache_path: Path, out: Path) -> None:
+    from fusionlog.cli import _llm_cfg
+    from fusionlog.llm.cache import ProbabilityCache
+    from fusionlog.llm.endpoint import llm_client
+    from fusionlog.llm.judge import Event, events_of, judge
+
+    cfg, cache, evs = _llm_cfg(None), ProbabilityCache(cache_path), events_of(run, system)
+    comps = sorted({e.component for e in evs})
+    free = [Event(10_000 * (i + 1) + k, text, "unknown", c) for i, c in enumerate(comps) for k, text in enumerate(FREE)]
+    with llm_client(cfg) as client:
+        t, st = judge(client, system, evs, cache=cache, concurrency=cfg.concurrency)
+        print("events", st.line(), flush=True)
+        f, st = judge(client, system, free, cache=cache, concurrency=cfg.concurrency)
+        print("content-free per component", st.line(), flush=True)
+    p = dict(zip(t.column("template_id").to_pylist(), t.column("p_yes").to_pylist(), strict=True))
+    q = dict(zip(f.column("template_id").to_pylist(), f.column("p_yes").to_pylist(), strict=True))
+    res = {"p": {e.template_id: p[e.template_id] for e in evs}, "component": {e.template_id: e.component for e in evs},
+           "p_cf": {c: [q[10_000 * (i + 1) + k] for k in range(len(FREE))] for i, c in enumerate(comps)},
+           "p_cf_unknown": st.p_cf}
+    out.write_text(json.dumps(res, indent=1))
+
+
+def score(answers: Path, run: Path, system: str) -> None:
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    from fusionlog.llm.judge import logit, mixture_scores
+
+    a = json.loads(answers.read_text())
+    p = {int(k): v for k, v in a["p"].items()}
+    comp = {int(k): v for k, v in a["component"].items()}
+    cf = {c: float(np.mean([logit(x) for x in v])) for c, v in a["p_cf"].items()}
+    print("content-free P(yes) per component:",
+          ", ".join(f"{c} {1 / (1 + np.exp(-z)):.3f}" for c, z in sorted(cf.items(), key=lambda kv: kv[1])))
+    w = pd.read_parquet(run / "windows" / f"system={system}")
+    w = w[w.template_ids.map(len) == 1]
+    w["tid"] = w.template_ids.map(lambda x: x[0])
+    sev = pd.read_parquet(run / "modes" / "severity" / "scores" / f"system={system}").set_index("window_id").label
+    y, s = w.label.to_numpy(int), w.window_id.map(sev).to_numpy(int)
+    ev_label = w.groupby("tid").label.mean().gt(0.5).astype(int)
+    variants = {"as shipped (content-free with component unknown; the mixture over logit p)":
+                {t: logit(v) for t, v in p.items()},
+                "calibrated in the event's own component": {t: logit(v) - cf[comp[t]] for t, v in p.items()}}
+    for name, z in variants.items():
+        tids = sorted(z)
+        post = mixture_scores([1 / (1 + np.exp(-z[t])) for t in tids])
+        flag = dict(zip(tids, np.array(post) >= 0.5, strict=True))
+        f = np.array([bool(flag[t]) for t in w.tid])
+        ranked = w.tid.map(z).to_numpy(float)
+        ranked = np.where(s == 1, ranked, ranked.min() - 1)
+        both = f & (s == 1)
+        print(f"{name}: event ROC-AUC {roc_auc_score(ev_label[tids], [z[t] for t in tids]):.3f}, "
+              f"view F1 {f1_score(y, f):.3f} ({f.sum()} lines), fusion F1 {f1_score(y, both):.3f} "
+              f"({both.sum()} lines), PR-AUC of the severe lines ranked {average_precision_score(y, ranked):.3f}")
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    if cmd == "ask":
+        ask(Path(args[0]), args[1], Path(args[2]), Path(args[3]))
+    else:
+        score(Path(args[0]), Path(args[1]), args[2])
