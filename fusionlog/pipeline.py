@@ -263,6 +263,7 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
                 out = STAGE_FUNCS[stage](ctx)
                 markers.mark(stage, key, out, time.perf_counter() - t0)
                 setattr(ctx.state, stage, out)
+                ctx.state.ran.append(stage)
                 ctx.say(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
             prev = key
             if stage == "distill" or (stage == "judge" and not ctx.need_llm()):

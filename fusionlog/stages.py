@@ -124,11 +124,12 @@ class RunState:
     detect: DetectOut | None = None
     evaluate: EvaluateOut | None = None
     report: ReportOut | None = None
+    ran: list[str] = field(default_factory=list)  # the stages this call ran (the others: up to date, read back)
 
     def summaries(self) -> dict[str, dict]:
         """The finished stages' results as JSON-able dicts (what the markers hold)."""
         return {f.name: to_json(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if getattr(self, f.name) is not None}
+                if f.name in OUTS and getattr(self, f.name) is not None}
 
 
 def to_json(out: Any) -> dict:

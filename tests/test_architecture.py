@@ -64,3 +64,14 @@ def test_stage_results_are_typed_and_persisted_in_the_markers(tmp_path: Path) ->
     assert isinstance(d, DistillOut) and d.kept == 3 and d.llm_calls == 0
     (tmp_path / "stages" / "train.json").write_text('{"hash": "k1", "summary": {"general": "m", "no-router": "x"}}')
     assert markers.done("train", "k1") is None  # an older marker (untyped keys) counts as not done
+
+
+def test_run_state_says_which_stages_this_call_ran() -> None:
+    """A stage read back from its marker made no LLM call in this call: ``fusionlog results`` counts a seed's calls
+    only from the stages in ``ran``; the markers' summaries hold the stages' results only."""
+    from fusionlog.stages import JudgeOut, RunState
+
+    state = RunState(judge=JudgeOut(system="BGL", asked=15))
+    assert state.ran == [] and set(state.summaries()) == {"judge"}
+    state.ran.append("judge")
+    assert set(state.summaries()) == {"judge"} and RunState().ran == []  # a fresh list per state

@@ -46,8 +46,9 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
         wall = time.perf_counter() - t0
         ev = json.loads(run_metrics_file(run).read_text())
         shutil.copy2(run_metrics_file(run), seed_metrics_file(run, seed))
-        per_seed.append({"seed": seed, "wall_seconds": wall, "llm_calls": state.distill.llm_calls,
-                         "llm_event_calls": state.judge.calls() if state.judge else 0,
+        per_seed.append({"seed": seed, "wall_seconds": wall,  # LLM calls this seed's run made (a stage read back: 0)
+                         "llm_calls": state.distill.llm_calls if "distill" in state.ran else 0,
+                         "llm_event_calls": state.judge.calls() if state.judge and "judge" in state.ran else 0,
                          "best_f1": {m: v["all"].get("best_f1") for m, v in ev["methods"].items()},
                          "event_ranking": ev.get("event_ranking"),
                          "llm_requests": state.distill.client.get("requests", 0),
