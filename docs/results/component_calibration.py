@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 FREE = ("N/A", "", "[MASK]")  # the judge's content-free inputs (fusionlog.llm.judge.CONTENT_FREE)
 
@@ -51,18 +50,16 @@ def score(answers: Path, run: Path, system: str) -> None:
 
     from fusionlog.llm.judge import logit, mixture_scores
 
+    sys.path.insert(0, str(Path(__file__).parent))
+    from event_question_variants import line_windows
+
     a = json.loads(answers.read_text())
     p = {int(k): v for k, v in a["p"].items()}
     comp = {int(k): v for k, v in a["component"].items()}
     cf = {c: float(np.mean([logit(x) for x in v])) for c, v in a["p_cf"].items()}
     print("content-free P(yes) per component:",
           ", ".join(f"{c} {1 / (1 + np.exp(-z)):.3f}" for c, z in sorted(cf.items(), key=lambda kv: kv[1])))
-    w = pd.read_parquet(run / "windows" / f"system={system}")
-    w = w[w.template_ids.map(len) == 1]
-    w["tid"] = w.template_ids.map(lambda x: x[0])
-    sev = pd.read_parquet(run / "modes" / "severity" / "scores" / f"system={system}").set_index("window_id").label
-    y, s = w.label.to_numpy(int), w.window_id.map(sev).to_numpy(int)
-    ev_label = w.groupby("tid").label.mean().gt(0.5).astype(int)
+    w, y, s, ev_label = line_windows(run, system)
     variants = {"as shipped (content-free with component unknown; the mixture over logit p)":
                 {t: logit(v) for t, v in p.items()},
                 "calibrated in the event's own component": {t: logit(v) - cf[comp[t]] for t, v in p.items()}}

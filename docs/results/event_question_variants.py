@@ -48,6 +48,17 @@ def ask(run: Path, system: str, cache_path: Path, out: Path) -> None:
     out.write_text(json.dumps(res))
 
 
+def line_windows(run: Path, system: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.Series]:
+    """The one-line windows of RUN's SYSTEM with their event (``tid``), their labels, severity's flags, and each
+    event's label (anomalous when most of its labeled lines are)."""
+    w = pd.read_parquet(run / "windows" / f"system={system}")
+    w = w[w.template_ids.map(len) == 1]
+    w["tid"] = w.template_ids.map(lambda x: x[0])
+    sev = pd.read_parquet(run / "modes" / "severity" / "scores" / f"system={system}").set_index("window_id").label
+    y, s = w.label.to_numpy(int), w.window_id.map(sev).to_numpy(int)
+    return w, y, s, w.groupby("tid").label.mean().gt(0.5).astype(int)
+
+
 def score(answers: Path, run: Path, system: str) -> None:
     from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
     from sklearn.mixture import GaussianMixture
@@ -55,12 +66,7 @@ def score(answers: Path, run: Path, system: str) -> None:
     from fusionlog.llm.judge import both_framings, logit, mixture_scores
 
     a = json.loads(answers.read_text())
-    w = pd.read_parquet(run / "windows" / f"system={system}")
-    w = w[w.template_ids.map(len) == 1]
-    w["tid"] = w.template_ids.map(lambda x: x[0])
-    sev = pd.read_parquet(run / "modes" / "severity" / "scores" / f"system={system}").set_index("window_id").label
-    y, s = w.label.to_numpy(int), w.window_id.map(sev).to_numpy(int)
-    ev_label = w.groupby("tid").label.mean().gt(0.5).astype(int)
+    w, y, s, ev_label = line_windows(run, system)
     p = {k: dict(zip(v["tid"], v["p"], strict=True)) for k, v in a.items()}
     two = a["two framings"]
     p["two framings"] = {t: both_framings(x, q) for t, x, q in zip(two["tid"], two["p"], two["q"], strict=True)}
