@@ -3,6 +3,7 @@ session)"). Evaluation only: ``score`` reads the target's labels to measure, not
 
     python docs/results/event_question_variants.py ask RUN SYSTEM CACHE OUT.json   # starts the LLM service if needed
     python docs/results/event_question_variants.py score OUT.json RUN SYSTEM       # RUN's windows and severity's labels
+    python docs/results/event_question_variants.py ensembles OUT.json RUN SYSTEM   # mean log-odds of several variants
 
 ``ask`` asks every event of SYSTEM (RUN's ``events/``) the default question, the system-fault question
 (``event_fault_v1``), both framings (``event_routine_content_v1`` too) and the default question about three real
@@ -95,9 +96,42 @@ def score(answers: Path, run: Path, system: str) -> None:
         print(f"  two components over the severe events: {f1s(dict(zip(severe, np.array(mix) >= 0.5, strict=True)))}")
 
 
+def ensembles(answers: Path, run: Path, system: str) -> None:
+    """Self-consistency across the questions asked: per event, the mean log-odds of several variants (the routine
+    framing negated); each scored by the event ROC-AUC, the view's and the fusion's F1 at the mixture's cut, and the
+    PR-AUC and oracle best F1 of the severe lines ranked by it."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    from fusionlog.evaluate.metrics import best_f1
+    from fusionlog.llm.judge import logit, mixture_scores
+
+    a = json.loads(answers.read_text())
+    w, y, s, ev_label = line_windows(run, system)
+    p = {k: dict(zip(v["tid"], v["p"], strict=True)) for k, v in a.items()}
+    routine = dict(zip(a["two framings"]["tid"], a["two framings"]["q"], strict=True))
+    tids = [t for t in p["template"] if p["template"][t] is not None]
+    lines = ["line 0", "line 1", "line 2"]
+    sets = {"template": (["template"], False), "template, fault": (["template", "fault"], False),
+            "template, fault, not routine": (["template", "fault"], True),
+            "template, fault, three lines": (["template", "fault", *lines], False)}
+    for name, (keys, negated) in sets.items():
+        z = {t: np.mean([logit(p[k][t]) for k in keys] + ([-logit(routine[t])] if negated else [])) for t in tids}
+        post = mixture_scores([1 / (1 + np.exp(-z[t])) for t in tids])
+        flag = dict(zip(tids, np.array(post) >= 0.5, strict=True))
+        f = np.array([bool(flag.get(t, False)) for t in w.tid])
+        ranked = w.tid.map(z).to_numpy(float)
+        ranked = np.where(s == 1, ranked, ranked.min() - 1)
+        both = f & (s == 1)
+        print(f"{name}: event ROC-AUC {roc_auc_score(ev_label[tids], [z[t] for t in tids]):.3f}, view F1 "
+              f"{f1_score(y, f):.3f}, fusion F1 {f1_score(y, both):.3f} ({both.sum()} lines), severe lines ranked: "
+              f"PR-AUC {average_precision_score(y, ranked):.3f}, oracle best F1 {best_f1(y, ranked)[0]:.3f}")
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     if cmd == "ask":
         ask(Path(args[0]), args[1], Path(args[2]), Path(args[3]))
+    elif cmd == "ensembles":
+        ensembles(Path(args[0]), Path(args[1]), args[2])
     else:
         score(Path(args[0]), Path(args[1]), args[2])
