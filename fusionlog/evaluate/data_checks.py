@@ -106,7 +106,7 @@ def inside_slice(run: Path, system: str) -> dict | None:
     if t is None or t.num_rows < 2:
         return None
     s = t["session"].to_numpy(zero_copy_only=False)
-    ts = t["ts"].cast(pa.int64()).to_numpy()
+    ts = t["ts"].cast(pa.timestamp("us")).cast(pa.int64()).to_numpy()  # microseconds, whatever unit it came in
     same = s[1:] == s[:-1]
     if not same.any():
         return None
