@@ -46,12 +46,10 @@ def ask(run: Path, system: str, cache_path: Path, out: Path) -> None:
 
 
 def score(answers: Path, run: Path, system: str) -> None:
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
-
-    from fusionlog.llm.judge import logit, mixture_scores
+    from fusionlog.llm.judge import logit
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from event_question_variants import line_windows
+    from event_question_variants import line_windows, scored
 
     a = json.loads(answers.read_text())
     p = {int(k): v for k, v in a["p"].items()}
@@ -64,16 +62,7 @@ def score(answers: Path, run: Path, system: str) -> None:
                 {t: logit(v) for t, v in p.items()},
                 "calibrated in the event's own component": {t: logit(v) - cf[comp[t]] for t, v in p.items()}}
     for name, z in variants.items():
-        tids = sorted(z)
-        post = mixture_scores([1 / (1 + np.exp(-z[t])) for t in tids])
-        flag = dict(zip(tids, np.array(post) >= 0.5, strict=True))
-        f = np.array([bool(flag[t]) for t in w.tid])
-        ranked = w.tid.map(z).to_numpy(float)
-        ranked = np.where(s == 1, ranked, ranked.min() - 1)
-        both = f & (s == 1)
-        print(f"{name}: event ROC-AUC {roc_auc_score(ev_label[tids], [z[t] for t in tids]):.3f}, "
-              f"view F1 {f1_score(y, f):.3f} ({f.sum()} lines), fusion F1 {f1_score(y, both):.3f} "
-              f"({both.sum()} lines), PR-AUC of the severe lines ranked {average_precision_score(y, ranked):.3f}")
+        print(scored(name, z, (w, y, s, ev_label)))
 
 
 if __name__ == "__main__":

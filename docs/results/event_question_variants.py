@@ -100,10 +100,7 @@ def ensembles(answers: Path, run: Path, system: str) -> None:
     """Self-consistency across the questions asked: per event, the mean log-odds of several variants (the routine
     framing negated); each scored by the event ROC-AUC, the view's and the fusion's F1 at the mixture's cut, and the
     PR-AUC and oracle best F1 of the severe lines ranked by it."""
-    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
-
-    from fusionlog.evaluate.metrics import best_f1
-    from fusionlog.llm.judge import logit, mixture_scores
+    from fusionlog.llm.judge import logit
 
     a = json.loads(answers.read_text())
     w, y, s, ev_label = line_windows(run, system)
@@ -116,15 +113,29 @@ def ensembles(answers: Path, run: Path, system: str) -> None:
             "template, fault, three lines": (["template", "fault", *lines], False)}
     for name, (keys, negated) in sets.items():
         z = {t: np.mean([logit(p[k][t]) for k in keys] + ([-logit(routine[t])] if negated else [])) for t in tids}
-        post = mixture_scores([1 / (1 + np.exp(-z[t])) for t in tids])
-        flag = dict(zip(tids, np.array(post) >= 0.5, strict=True))
-        f = np.array([bool(flag.get(t, False)) for t in w.tid])
-        ranked = w.tid.map(z).to_numpy(float)
-        ranked = np.where(s == 1, ranked, ranked.min() - 1)
-        both = f & (s == 1)
-        print(f"{name}: event ROC-AUC {roc_auc_score(ev_label[tids], [z[t] for t in tids]):.3f}, view F1 "
-              f"{f1_score(y, f):.3f}, fusion F1 {f1_score(y, both):.3f} ({both.sum()} lines), severe lines ranked: "
-              f"PR-AUC {average_precision_score(y, ranked):.3f}, oracle best F1 {best_f1(y, ranked)[0]:.3f}")
+        print(scored(name, z, (w, y, s, ev_label)))
+
+
+def scored(name: str, z: dict[int, float], windows: tuple) -> str:
+    """One line on event log-odds ``z`` (event -> value) over the windows of :func:`line_windows`: the event
+    ranking's ROC-AUC, the view's and the fusion's F1 at the two-component mixture's cut (fusion = the view and
+    severity both), and the PR-AUC and oracle best F1 of the severe lines ranked by ``z``."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    from fusionlog.evaluate.metrics import best_f1
+    from fusionlog.llm.judge import mixture_scores
+
+    w, y, s, ev_label = windows
+    tids = sorted(z)
+    post = mixture_scores([1 / (1 + np.exp(-z[t])) for t in tids])
+    flag = dict(zip(tids, np.array(post) >= 0.5, strict=True))
+    f = np.array([bool(flag.get(t, False)) for t in w.tid])
+    ranked = w.tid.map(z).to_numpy(float)
+    ranked = np.where(s == 1, ranked, ranked.min() - 1)
+    both, oracle = f & (s == 1), best_f1(y, ranked)[0]
+    return (f"{name}: event ROC-AUC {roc_auc_score(ev_label[tids], [z[t] for t in tids]):.3f}, view F1 "
+            f"{f1_score(y, f):.3f} ({f.sum()} lines), fusion F1 {f1_score(y, both):.3f} ({both.sum()} lines), severe "
+            f"lines ranked: PR-AUC {average_precision_score(y, ranked):.3f}, oracle best F1 {oracle:.3f}")
 
 
 if __name__ == "__main__":
