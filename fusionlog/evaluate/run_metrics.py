@@ -139,11 +139,11 @@ def evaluate_run(run: Path, exp: ExperimentConfig, methods: list[str], rounds: l
         for mode in methods:
             t = pq.read_table(method_scores_dir(run, mode, exp.target)).to_pandas()
             t = t.set_index("window_id").loc[ids]
-            m = _by_route(y, t["score"].to_numpy(np.float64), t["route"].to_numpy(), th, t["label"].to_numpy())
+            score, pred = t["score"].to_numpy(np.float64), t["label"].to_numpy()
+            m = _by_route(y, score, t["route"].to_numpy(), th, pred)
             if sub is not None:
                 sel = sub[0]
-                m["inside_slice"] = binary_metrics(y[sel], t["score"].to_numpy(np.float64)[sel], th,
-                                                   t["label"].to_numpy()[sel]) if sel.any() else None
+                m["inside_slice"] = binary_metrics(y[sel], score[sel], th, pred[sel]) if sel.any() else None
             m["llm_scored"] = int((t["scorer"] == "llm").sum())
             m["cut"] = get(mode).cut if mode in names() else ""
             notes = method_notes_file(run, mode)
