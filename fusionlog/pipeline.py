@@ -183,9 +183,11 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         from fusionlog.llm.prompt import load_prompt
 
         llm["event_prompt"] = load_prompt(ctx.llm.event_prompt).version  # name@content-hash: an edit re-runs
-        for opt in ("event_counter_prompt", "event_interpret_prompt"):  # (absent when unset: earlier runs' judge
-            if getattr(ctx.llm, opt):                                    # stays up to date)
+        for opt in ("event_counter_prompt", "event_interpret_prompt", "event_triage_prompt"):  # (absent when unset:
+            if getattr(ctx.llm, opt):                                    # earlier runs' judge stays up to date)
                 llm[opt] = load_prompt(getattr(ctx.llm, opt)).version
+        if ctx.llm.event_triage_prompt:
+            llm["triage_orders"] = ctx.llm.triage_orders
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
                 ctx.judged_sources(), *([{"judged": ctx.judged(), "interpreted": ctx.interpreted()}]
                                         if ctx.interpreted() else []), "judge-v3"]  # v3: monotone mixture
@@ -305,18 +307,22 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
     target) in ``ctx.run``, with the LLM cache of ``cache_run`` (default: ``ctx.run``; detect passes the finished
     run's, so events it judged before are cache hits). The service starts only if the cache lacks an answer, and
     stays up (:meth:`Ctx.client`) until the caller closes it. Each system is calibrated on its own events; the
-    question reads the interpretations where ``llm.event_interpret_prompt`` is set."""
+    question reads the interpretations where ``llm.event_interpret_prompt`` is set. The target's events in the
+    question's upper group are then triaged (``event_triage/``, :mod:`fusionlog.llm.triage`) where
+    ``llm.event_triage_prompt`` is set."""
     import dataclasses
 
     from fusionlog.llm.cache import ProbabilityCache
     from fusionlog.llm.endpoint import model_name
     from fusionlog.llm.interpret import interpret, write_interpretations
     from fusionlog.llm.judge import events_of, judge, write_event_scores
+    from fusionlog.llm.triage import TRIAGE, triage, write_triage
 
     target = ctx.exp.target
     judged = [target] if judged is None else judged
     cache = ProbabilityCache(llm_cache_file(cache_run or ctx.run))
     stats, warnings, texts, calls = {}, [], {}, {}
+    triaged = None
     prompt = ctx.llm.event_interpret_prompt
     if interpreted and not prompt:
         raise ValueError(f"judge: interpretations of {', '.join(interpreted)} asked for, but "
@@ -343,6 +349,20 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
             ctx.say(f"judge {system}: {st.line()}")
             warnings += [f"{system}: {w}" for w in [st.warning()] if w]
             stats[system] = st
+            if system == target and ctx.llm.event_triage_prompt:
+                failures = {t for t, v in zip(table["template_id"].to_pylist(), table["score"].to_pylist(),
+                                              strict=True) if v is not None and v >= 0.5}
+                with ctx.reporter.bar(f"judge: LLM triage of {system}'s failure events") as tick:
+                    tri, tst = triage(ctx.client, system, [e for e in events if e.template_id in failures],
+                                      ctx.llm.event_triage_prompt, cache, ctx.llm.concurrency, tick,
+                                      model=model_name(ctx.llm), orders=ctx.llm.triage_orders)
+                write_triage(ctx.run, system, tri)
+                ctx.say(f"judge {system}: triage: {tst.line()}")
+                warnings += [f"{system}: the LLM abstained on {tst.abstained} of {tst.events} triage questions' "
+                             "events: their failures are kept"] if tst.abstained else []
+                triaged = tst
+            elif system == target:  # no triage: an earlier run's must not linger
+                write_triage(ctx.run, system, TRIAGE.empty_table())
     finally:
         cache.close()
     for w in warnings:
@@ -355,7 +375,9 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
         return JudgeOut(sources=others, interpreted=calls.get(target, 0))
     st = stats[target]
     return JudgeOut(target, st.events, st.asked, st.cache_hits, st.abstained, st.no_logprobs, st.p_cf,
-                    st.calibration, st.seconds, warnings, others, calls.get(target, 0), st.distinct, st.undecided)
+                    st.calibration, st.seconds, warnings, others, calls.get(target, 0), st.distinct, st.undecided,
+                    triaged.events if triaged else 0, triaged.asked if triaged else 0,
+                    triaged.users if triaged else 0)
 
 
 def _embed(ctx: Ctx) -> EmbedOut:

@@ -11,6 +11,9 @@ path (under ``<run>/``)                    function
 ``event_scores/system=<target>/``          the LLM's event judgment (written by the judge stage through
                                            :func:`fusionlog.llm.judge.write_event_scores`, read by its
                                            :func:`~fusionlog.llm.judge.read_event_scores`)
+``event_triage/system=<target>/``          the LLM's triage of the target's failure events (written by the judge
+                                           stage through :func:`fusionlog.llm.triage.write_triage`, read by its
+                                           :func:`~fusionlog.llm.triage.read_triage`)
 ``interpretations/system=<s>/``            the LLM's interpretation of each event, when asked (written by the
                                            judge stage through :func:`fusionlog.llm.interpret.write_interpretations`)
 ``modes/<method>/scores/system=<t>/``      :func:`method_scores_dir`
@@ -58,7 +61,7 @@ VERDICTS = pa.schema([("window_id", pa.string()), ("label", pa.string()), ("conf
 
 
 PARTITIONED = ("lines", "templates", "windows", "quarantine", "routes", "scores", "llm_labels", "events",
-               "event_scores", "interpretations")
+               "event_scores", "event_triage", "interpretations")
 NO_TARGET = "_sources"  # the models/ folder of a model trained without a target
 
 

@@ -42,10 +42,13 @@ class JudgeOut:
     interpreted: int = 0  # interpretations generated (LLM calls beside ``asked``; llm.event_interpret_prompt)
     distinct: int = 0  # distinct P(yes) among the target's answered events (JudgeStats.distinct)
     undecided: int = 0  # target events near the mixture's cut (JudgeStats.undecided)
+    triaged: int = 0  # target events triaged (fusionlog.llm.triage: those the yes/no question calls failures)
+    triage_asked: int = 0  # triage questions sent (LLM calls beside ``asked``)
+    users: int = 0  # triaged events more likely a user's problem than the system's fault (below the LLM view's cut)
 
     def calls(self) -> int:
-        """The LLM calls of the stage: questions and interpretations, of the target and the sources."""
-        return self.asked + self.interpreted + sum(x.get("asked", 0) + x.get("interpreted", 0)
+        """The LLM calls of the stage: questions, triage and interpretations, of the target and the sources."""
+        return self.asked + self.triage_asked + self.interpreted + sum(x.get("asked", 0) + x.get("interpreted", 0)
                                                    for x in self.sources.values())
 
 

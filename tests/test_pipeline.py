@@ -33,13 +33,23 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KEYWORDS = re.compile(r"error|fail|fatal|exception|interrupt|panic|severe", re.I)
+USERS = re.compile(r"error loading|login", re.I)  # failures the double reads as one user's problem
 
 
 def keyword_double(body: dict) -> str | dict:
     """The test double's rule: anomalous iff the window's own events (after the examples) name a failure; an event
-    question (one token, logprobs) gets P(yes) 0.9 or 0.1 by the same rule."""
+    question (one token, logprobs) gets P(yes) 0.9 or 0.1 by the same rule, and a triage question 0.8 for one
+    kind: a user's problem where the event names loading or a login, else the system's where it names a failure."""
     user = body["messages"][-1]["content"]
     window = user.rsplit("<<<LOGS", 1)[-1].split("LOGS>>>")[0]  # the data, not the question after it
+    if body.get("logprobs") and "Answer A, B or C" in user:  # the triage: whose failure is it?
+        lead = {"a fault": "system", "a problem": "user", "routine": "routine"}
+        place = {next(k for w, k in lead.items() if text.startswith(w)): letter for letter, text in
+                 re.findall(r"^([ABC]): (.*)$", body["messages"][0]["content"], flags=re.M)}
+        kind = "user" if USERS.search(window) else "system" if KEYWORDS.search(window) else "routine"
+        tops = [{"token": place[k], "logprob": math.log(0.8 if k == kind else 0.1)} for k in place]
+        return {"message": {"role": "assistant", "content": place[kind]}, "finish_reason": "length",
+                "logprobs": {"content": [{"token": place[kind], "logprob": math.log(0.8), "top_logprobs": tops}]}}
     if body.get("logprobs"):
         p = 0.9 if KEYWORDS.search(window) else 0.1
         tops = [{"token": "yes", "logprob": math.log(p)}, {"token": "no", "logprob": math.log(1 - p)}]
@@ -142,6 +152,17 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert len(judged) == events and judged["score"].notna().all() and (judged["kind"] == "verdict").all()
     source = pq.read_table(run / "event_scores" / "system=HDFS").num_rows  # the small model's llm event feature
     assert source == pq.read_table(run / "events" / "system=HDFS").num_rows
+    # the failures (upper group) triaged in 3 orders; those the double reads as a user's problem leave the LLM view
+    tri = pq.read_table(run / "event_triage" / "system=BGL").to_pandas().set_index("template_id")
+    assert set(tri.index) == set(judged.template_id[judged.score >= 0.5]) and (tri.orders == 3).all()
+    texts = pq.read_table(run / "events" / "system=BGL").to_pandas().set_index("template_id").template
+    users = {t for t in tri.index if USERS.search(texts[t])}
+    assert users and all(tri.system_share[t] < 0.5 for t in users)
+    assert all(tri.system_share[t] > 0.5 for t in tri.index if t not in users and KEYWORDS.search(texts[t]))
+    view = pq.read_table(run / "modes" / "llm-events" / "scores" / "system=BGL").to_pandas()
+    wins = pq.read_table(run / "windows" / "system=BGL").to_pandas().set_index("window_id").template_ids
+    held = view.window_id.map(lambda w: wins[w][0]).isin(users)
+    assert held.any() and (view.score[held] < 0.5).all() and not view.label[held].any()
     model = json.loads((Path(art_general(run)) / "model.json").read_text())["model"]
     assert model["event_features"] == ["rarity", "llm"]  # severity left out: HDFS, the source, logs no levels
     notes = json.loads((run / "modes" / "fusionlog" / "notes.json").read_text())  # the fusion's label-free estimates

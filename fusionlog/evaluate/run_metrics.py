@@ -36,10 +36,13 @@ def labeled(run: Path, target: str) -> tuple[list[str], np.ndarray, dict]:
 
 def event_ranking(run: Path, target: str) -> dict | None:
     """ROC-AUC of the LLM's event scores against the events' labels (evaluation only): an event is anomalous when
-    most of the labeled windows holding it are. None without event scores, labels or both classes."""
+    most of the labeled windows holding it are; ``roc_auc_triaged`` ranks them by the scores the ``llm-events`` view
+    uses (triaged, where the judge stage triaged). None without event scores, labels or both classes."""
     from sklearn.metrics import roc_auc_score
 
     from fusionlog.llm.judge import read_event_scores
+    from fusionlog.llm.triage import read_triage
+    from fusionlog.methods.llm_events import triaged
 
     try:
         scores = read_event_scores(run, target)
@@ -51,12 +54,14 @@ def event_ranking(run: Path, target: str) -> dict | None:
         if y is not None:
             for e in set(ids):
                 held.setdefault(e, []).append(int(y))
-    pairs = [(float(np.mean(held[e]) > 0.5), s) for e, s in scores.items() if s is not None and e in held]
+    lowered = triaged(scores, read_triage(run, target))
+    pairs = [(float(np.mean(held[e]) > 0.5), s, lowered[e]) for e, s in scores.items() if s is not None and e in held]
     labels = [p[0] for p in pairs]
     if not pairs or len(set(labels)) < 2:
         return None
     return {"events": len(pairs), "anomalous_events": int(sum(labels)),
-            "roc_auc": float(roc_auc_score(labels, [p[1] for p in pairs]))}
+            "roc_auc": float(roc_auc_score(labels, [p[1] for p in pairs])),
+            "roc_auc_triaged": float(roc_auc_score(labels, [p[2] for p in pairs]))}
 
 
 def _by_route(y: np.ndarray, score: np.ndarray, route: np.ndarray, th: float, pred: np.ndarray) -> dict:

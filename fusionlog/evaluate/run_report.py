@@ -113,6 +113,11 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
                    "cut hangs on them)"
                    + (f"; {judge['interpreted']} interpretations generated first." if judge.get("interpreted")
                       else "."))
+    if judge.get("triaged"):
+        out.append(f"LLM triage of the {judge['triaged']} events in the upper group (whose failure is it: the "
+                   f"system's, a user's or client's, or routine; asked in several orders of the kinds, "
+                   f"{judge.get('triage_asked', 0)} asked): {judge.get('users', 0)} more likely a user's problem than "
+                   "the system's fault, scored below the LLM view's cut; the others keep their score.")
     for system, x in (judge.get("sources") or {}).items():
         if "events" not in x:  # interpreted for the embedding only
             out.append(f"LLM interpretations of source {system}'s events (for the embedding): "

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -71,6 +71,7 @@ class Answer:
     reason: str = ""
     value: float | None = None  # a probability answer (:meth:`ChatClient.yes_probability`)
     text: str | None = None  # a free-text answer (:meth:`ChatClient.text`), untrusted: the caller cleans it
+    shares: dict[str, float] | None = None  # each one-token answer's probability (ChatClient.choice_probabilities)
 
 
 class _Invalid(Exception):
@@ -208,24 +209,32 @@ class ChatClient:
         read "yes" over that of "yes" and "no" (case and spaces ignored). ``Answer.value`` holds it; ``kind``
         ``no-logprobs`` (still a value: 1.0/0.0 from the generated token) when the endpoint returns none, so the
         caller can say so; ``invalid`` (retried) when neither word is among the top tokens."""
+        ans = self.choice_probabilities(messages, ("yes", "no"), top_logprobs)
+        return replace(ans, value=ans.shares["yes"]) if ans.shares else ans
+
+    def choice_probabilities(self, messages: list[dict], words: tuple[str, ...], top_logprobs: int = 20) -> Answer:
+        """The probability of each of ``words`` (lower case) as the one-token answer, among them only (they sum to
+        1), in ``Answer.shares``: e.g. the letters of a multiple-choice question. Read as :meth:`yes_probability`
+        reads "yes" against "no"; without log-probabilities, 1 for the generated word (``no-logprobs``)."""
         body = {"model": self.model, "messages": messages, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
                 "top_logprobs": top_logprobs}
 
-        def parse(choice: dict) -> tuple[float, str]:
+        def parse(choice: dict) -> tuple[dict[str, float], str]:
             content = (choice.get("logprobs") or {}).get("content") or []
             text = (choice["message"]["content"] or "").strip().lower()
             if not content or not content[0].get("top_logprobs"):
-                if text in ("yes", "no"):
-                    return (1.0 if text == "yes" else 0.0), "no-logprobs"
-                raise _Invalid(f"no logprobs, and the answer is not yes/no: {text[:40]!r}")
-            mass = {"yes": 0.0, "no": 0.0}
+                if text in words:
+                    return {w: float(w == text) for w in words}, "no-logprobs"
+                raise _Invalid(f"no logprobs, and the answer is not one of {', '.join(words)}: {text[:40]!r}")
+            mass = dict.fromkeys(words, 0.0)
             for alt in content[0]["top_logprobs"]:
                 word = str(alt.get("token", "")).strip().lower()
                 if word in mass and isinstance(alt.get("logprob"), (int, float)):
                     mass[word] += math.exp(float(alt["logprob"]))
-            if mass["yes"] + mass["no"] <= 0:
-                raise _Invalid(f"neither yes nor no among the top {top_logprobs} tokens (answer {text[:40]!r})")
-            return mass["yes"] / (mass["yes"] + mass["no"]), "verdict"
+            total = sum(mass.values())
+            if total <= 0:
+                raise _Invalid(f"none of {', '.join(words)} among the top {top_logprobs} tokens (answer {text[:40]!r})")
+            return {w: m / total for w, m in mass.items()}, "verdict"
 
         return self._request(body, parse)
 
@@ -285,6 +294,8 @@ class ChatClient:
                 value, how = parsed  # type: ignore[misc]
                 if isinstance(value, str):
                     return Answer(None, how, "", None, value)
+                if isinstance(value, dict):
+                    return Answer(None, how, "", shares=value)
                 return Answer(None, how, "", value)
             self._count(abstained=1)
             return Answer(None, kind, f"{reason} (after {self.retries + 1} attempts)")

@@ -44,6 +44,7 @@ class Prompt:
     example: str
     version: str
     quote_lines: bool = False  # each event as a JSON string (data, visibly)
+    sections: tuple[tuple[str, str], ...] = ()  # every section of the file by name (e.g. a triage prompt's kinds)
 
 
 def load_prompt(name: str = "label_v2") -> Prompt:
@@ -63,7 +64,8 @@ def load_prompt(name: str = "label_v2") -> Prompt:
         raise ValueError(f"{path}: unknown options {sorted(unknown)}")
     return Prompt(name, parts["system"].strip(), parts["user"].strip(), parts.get("example", "").strip(),
                   f"{name}@{digest}",
-                  options.get("quote_lines", "false").lower() == "true")
+                  options.get("quote_lines", "false").lower() == "true",
+                  tuple((k, v.strip()) for k, v in parts.items()))
 
 
 def addresses_labeler(text: str) -> bool:

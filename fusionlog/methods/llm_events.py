@@ -1,6 +1,9 @@
 """The LLM's event judgment as a detector: a window is as anomalous as its most anomalous event, by the LLM's
 calibrated P(yes) to "does this event report a failure or an abnormal condition?" (``fusionlog.llm.judge``:
-calibrated by a two-component mixture over the system's own events)."""
+calibrated by a two-component mixture over the system's own events). Where the judge stage triaged the events that
+question calls failures (``fusionlog.llm.triage``: the system's fault or a user's or client's problem), such an
+event scores the lower of its two readings: its calibrated P(yes), and the share of the system's fault among the
+two kinds of failure, so that a failure more likely a user's than the system's falls below the cut."""
 
 from __future__ import annotations
 
@@ -20,16 +23,23 @@ def window_max(template_ids: list[list[int]], event_score: dict[int, float | Non
     return out
 
 
+def triaged(event_score: dict[int, float | None], system_share: dict[int, float]) -> dict[int, float | None]:
+    """Each event's score, lowered to its system share where it was triaged (the weaker of the two readings)."""
+    return {t: v if v is None or t not in system_share else min(v, system_share[t]) for t, v in event_score.items()}
+
+
 @register("llm-events")
 class LLMEvents(Method):
-    """The highest calibrated LLM event score among the window's events."""
+    """The highest LLM event score among the window's events (triaged where the judge stage triaged)."""
 
     needs = Needs(judge=True)
     cut = ("an event in the upper of two groups of the system's events by the LLM's P(yes) (a two-component "
-           "mixture; posterior >= 0.5)")
+           "mixture; posterior >= 0.5) and, where triaged, more likely the system's fault than a user's")
 
     def score(self, art: Artifacts) -> pa.Table:
         from fusionlog.llm.judge import read_event_scores
+        from fusionlog.llm.triage import read_triage
 
-        s = window_max(art.template_ids(), read_event_scores(art.run, art.target))
+        events = triaged(read_event_scores(art.run, art.target), read_triage(art.run, art.target))
+        s = window_max(art.template_ids(), events)
         return art.table(np.nan_to_num(s, nan=0.0), "llm-events")
