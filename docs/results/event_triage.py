@@ -20,9 +20,12 @@ import pandas as pd
 
 
 def ask(run: Path, system: str, out: Path, orders: tuple[int, ...] = (1, 3)) -> None:
+    import contextlib
+    import functools
+
     from fusionlog.cli import _llm_cfg
     from fusionlog.llm.cache import ProbabilityCache
-    from fusionlog.llm.endpoint import llm_client
+    from fusionlog.llm.endpoint import llm_client, model_name
     from fusionlog.llm.judge import events_of
     from fusionlog.llm.triage import triage
 
@@ -30,9 +33,11 @@ def ask(run: Path, system: str, out: Path, orders: tuple[int, ...] = (1, 3)) -> 
     upper = set(pd.read_parquet(run / "event_scores" / f"system={system}").query("score >= 0.5").template_id)
     evs = [e for e in events_of(run, system) if e.template_id in upper]
     res = {}
-    with llm_client(cfg) as client:
+    with contextlib.ExitStack() as stack:  # the service starts only if an answer is not cached
+        connect = functools.cache(lambda: stack.enter_context(llm_client(cfg)))
         for n in orders:
-            t, st = triage(client, system, evs, cache=cache, concurrency=cfg.concurrency, orders=n)
+            t, st = triage(connect, system, evs, cache=cache, concurrency=cfg.concurrency, model=model_name(cfg),
+                           orders=n)
             res[str(n)] = t.to_pydict()
             print(f"{n} orders: {st.line()}", flush=True)
     out.write_text(json.dumps(res))
