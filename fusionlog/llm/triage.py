@@ -20,9 +20,8 @@ an event more likely a user's problem than the system's fault (``system_share`` 
 
 Only the events the yes/no question puts in its upper group are asked (the others are not failures by that
 reading, and triage only ever lowers a score): ``llm.triage_orders`` questions per such event, and as many per
-content-free event. Answers are cached
-per (model, prompt version, order, event) in the run's LLM cache as JSON text; the table is ``event_triage/``,
-written by the judge stage.
+content-free event. Answers are cached per (model, prompt version, order, event) in the run's LLM cache as JSON
+text; the table is ``event_triage/``, written by the judge stage.
 """
 
 from __future__ import annotations
@@ -78,14 +77,17 @@ def messages(prompt: Prompt, kinds: dict[str, tuple[str, str]], order: tuple[str
     return [{"role": "system", "content": prompt.system.format(kinds=listed)}, {"role": "user", "content": user}]
 
 
+def _normalised(z: dict[str, float]) -> dict[str, float]:
+    total = sum(z.values())
+    return {k: v / total for k, v in z.items()}
+
+
 def debiased(answers: list[dict[str, float]]) -> dict[str, float]:
     """Each kind's probability from its answers in several orders: the mean log-probability per kind, renormalised
     (a letter's pull cancels where each kind takes each place equally often)."""
     mean = {k: sum(math.log(max(a[k], FLOOR)) for a in answers) / len(answers) for k in KINDS}
     top = max(mean.values())
-    z = {k: math.exp(v - top) for k, v in mean.items()}
-    total = sum(z.values())
-    return {k: v / total for k, v in z.items()}
+    return _normalised({k: math.exp(v - top) for k, v in mean.items()})
 
 
 def calibrated(shares: dict[str, float], prior: dict[str, float] | None) -> dict[str, float]:
@@ -93,9 +95,7 @@ def calibrated(shares: dict[str, float], prior: dict[str, float] | None) -> dict
     events asked in the same order, renormalised (unchanged without a prior)."""
     if prior is None:
         return shares
-    z = {k: max(shares[k], FLOOR) / max(prior[k], FLOOR) for k in KINDS}
-    total = sum(z.values())
-    return {k: v / total for k, v in z.items()}
+    return _normalised({k: max(shares[k], FLOOR) / max(prior[k], FLOOR) for k in KINDS})
 
 
 @dataclass
