@@ -568,11 +568,12 @@ class LLMConfig(_Model):
     # read by an event question with an {interpretation} field (event_interpreted_v1): one generation per event more
     event_interpret_prompt: str | None = None
     # triage of the events the yes/no question calls failures (fusionlog/llm/triage.py): the system's fault, a user's
-    # or client's problem, or routine, asked as a multiple choice in triage_orders orders of the kinds (position bias
-    # cancels: 3 puts each kind in each place once, 6 twice); the LLM view keeps a failure only where it is more likely
-    # the system's than a user's (None: no triage)
+    # or client's problem, or routine, asked as a multiple choice in triage_orders orders of the kinds (order bias
+    # cancels only in all 6: each kind in each place twice, and the system's fault before a user's problem as often as
+    # after; 3 puts each kind in each place once, the system's fault first of the two twice); the LLM view keeps a
+    # failure only where it is more likely the system's than a user's (None: no triage)
     event_triage_prompt: str | None = "event_triage_v1"
-    triage_orders: int = Field(3, ge=1, le=6)
+    triage_orders: int = Field(6, ge=1, le=6)
     max_tokens: int = Field(128, ge=16)
     timeout_s: float = Field(600, gt=0)  # per request: 8 concurrent ~1k-token prompts take minutes on 2 CPU cores
     retries: int = Field(3, ge=0)

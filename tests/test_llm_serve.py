@@ -147,16 +147,18 @@ def test_event_judgment_reads_real_logprobs(served: tuple[LLMConfig, ChatClient]
 def test_triage_reads_real_letter_logprobs(served: tuple[LLMConfig, ChatClient]) -> None:
     """The multiple-choice triage on real BGL_2k events: every order answered with log-probabilities over the three
     letters (no abstention), the shares calibrated and debiased into probabilities, and a kernel panic read as more
-    the system's fault than a user's failed login (measured on the served model: 0.68 against 0.45)."""
+    the system's fault than a user's failed login (measured on the served model in the default six orders: 0.67
+    against 0.44)."""
     from fusionlog.llm.judge import Event
     from fusionlog.llm.triage import triage
 
-    _, client = served
+    cfg, client = served
     events = [Event(0, "rts panic! - stopping execution", "fatal", "KERNEL"),
               Event(1, "ciod: LOGIN <*> failed: No such file or directory", "fatal", "APP")]
-    table, st = triage(client, "BGL", events, concurrency=4, orders=3)
+    n = cfg.triage_orders  # the product's default
+    table, st = triage(client, "BGL", events, concurrency=4, orders=n)
     t = table.to_pydict()
-    assert st.abstained == 0 and st.asked == 3 * (len(events) + 3) and t["orders"] == [3, 3]
+    assert st.abstained == 0 and st.asked == n * (len(events) + 3) and t["orders"] == [n, n]
     for i in range(len(events)):
         assert sum(t[k][i] for k in ("p_system", "p_user", "p_routine")) == pytest.approx(1.0)
     assert t["system_share"][0] > 0.5 > t["system_share"][1]

@@ -1,6 +1,6 @@
 """The LLM's triage of failure events (fusionlog.llm.triage), against a TEST DOUBLE of the HTTP endpoint
-(tests/fake_openai.py): letter shares from the answer token's log-probabilities, the kinds listed in several orders
-so that a position bias cancels, the cache, and how the llm-events view reads the result."""
+(tests/fake_openai.py): letter shares from the answer token's log-probabilities, the kinds listed in every order
+so that a bias of place or precedence cancels, the cache, and how the llm-events view reads the result."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ def test_the_prompt_lists_the_kinds_in_the_order_asked_and_quotes_the_event() ->
     # every kind takes every place equally often in the first three orders and in all six
     for n in (3, 6):
         assert all(sum(o[i] == k for o in ORDERS[:n]) == n // 3 for k in KINDS for i in range(3))
+    # only all six list each kind before each other as often as after; the first three, the system's fault before a
+    # user's problem twice
+    assert all(sum(o.index(a) < o.index(b) for o in ORDERS) == 3 for a in KINDS for b in KINDS if a != b)
+    assert sum(o.index("system") < o.index("user") for o in ORDERS[:3]) == 2
 
 
 def test_debiasing_averages_log_probabilities_per_kind() -> None:
@@ -59,9 +63,10 @@ def test_debiasing_averages_log_probabilities_per_kind() -> None:
     assert d == pytest.approx({k: v / sum(g.values()) for k, v in g.items()}) and sum(d.values()) == pytest.approx(1)
 
 
-def _biased_double(body: dict) -> dict:
+def _biased_double(body: dict, first: float = 1.0) -> dict:
     """A model that leans hard on the letter A, over a content reading: a login failure is a user's problem, a disk
-    fault the system's."""
+    fault the system's. With ``first`` > 1 it also leans on whichever of the two kinds of failure is listed first,
+    where the event reads as a failure (not on content-free events, so calibration cannot take it out)."""
     sys_msg, user = body["messages"][0]["content"], body["messages"][-1]["content"]
     event = json.loads(user.split("<<<LOGS\n")[1].split("\nLOGS>>>")[0])
     lead = {"a fault": "system", "a problem": "user", "routine": "routine"}
@@ -70,6 +75,8 @@ def _biased_double(body: dict) -> dict:
     truth = {"system": 0.45, "user": 0.45, "routine": 0.1}  # a content-free event: no reading either way
     if event not in CONTENT_FREE:
         truth.update({"user": 0.6, "system": 0.3} if "login" in event else {"system": 0.6, "user": 0.3})
+        lead_kind = min(("system", "user"), key=lambda k: place[k])
+        truth[lead_kind] *= first
     raw = {place[k]: v * (6.0 if place[k] == "A" else 1.0) for k, v in truth.items()}
     return _choice({k: v / sum(raw.values()) for k, v in raw.items()})
 
@@ -88,6 +95,18 @@ def test_a_letter_bias_cancels_and_answers_are_cached(tmp_path: Path) -> None:
     assert share[1] == pytest.approx(1 / 3) and share[2] == pytest.approx(2 / 3)  # the content's reading, unbiased
     assert st.users == 1 and again["system_share"].to_pylist() == t["system_share"].to_pylist()
     assert t["orders"].to_pylist() == [3, 3]
+
+
+def test_a_lean_to_the_kind_listed_first_cancels_in_all_six_orders_only() -> None:
+    events = [Event(1, "login failed for user <*>", "error", "auth"), Event(2, "disk <*> failed", "error", "disk")]
+    with FakeOpenAIEndpoint(lambda body: _biased_double(body, first=2.0)) as fake:
+        three, _ = triage(_client(fake.url), "X", events, orders=3)
+        six, st = triage(_client(fake.url), "X", events)  # the default
+    assert st.orders == 6 and six["orders"].to_pylist() == [6, 6]
+    assert six["system_share"].to_pylist() == pytest.approx([1 / 3, 2 / 3])  # the content's reading
+    # three orders list the system's fault first twice: its share leans up, log-odds by a third of log 2
+    lean = [1 / (1 + math.exp(-(math.log(v / (1 - v)) + math.log(2) / 3))) for v in (1 / 3, 2 / 3)]
+    assert three["system_share"].to_pylist() == pytest.approx(lean)
 
 
 def test_a_triaged_failure_scores_the_weaker_reading() -> None:

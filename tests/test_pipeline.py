@@ -152,9 +152,10 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert len(judged) == events and judged["score"].notna().all() and (judged["kind"] == "verdict").all()
     source = pq.read_table(run / "event_scores" / "system=HDFS").num_rows  # the small model's llm event feature
     assert source == pq.read_table(run / "events" / "system=HDFS").num_rows
-    # the failures (upper group) triaged in 3 orders; those the double reads as a user's problem leave the LLM view
+    # the failures (upper group) triaged in all 6 orders (the default); those the double reads as a user's problem
+    # leave the LLM view
     tri = pq.read_table(run / "event_triage" / "system=BGL").to_pandas().set_index("template_id")
-    assert set(tri.index) == set(judged.template_id[judged.score >= 0.5]) and (tri.orders == 3).all()
+    assert set(tri.index) == set(judged.template_id[judged.score >= 0.5]) and (tri.orders == 6).all()
     texts = pq.read_table(run / "events" / "system=BGL").to_pandas().set_index("template_id").template
     users = {t for t in tri.index if USERS.search(texts[t])}
     assert users and all(tri.system_share[t] < 0.5 for t in users)

@@ -1,12 +1,16 @@
 """The LLM's triage of the events its yes/no question calls failures (``fusionlog.llm.triage``: the system's fault,
-a user's or client's problem, or routine), asked in 1 and 3 orders of the kinds (and 6 with ``--six``), and what it
-does to the LLM view and the fusion on a line-level target. Evaluation only: ``score`` reads the target's labels.
+a user's or client's problem, or routine), asked in 1, 3 and 6 orders of the kinds (6, every order, is the product's
+default), and what it does to the LLM view and the fusion on a line-level target. Evaluation only: ``score`` reads
+the target's labels; ``orders`` reads none.
 
-    python docs/results/event_triage.py ask RUN SYSTEM OUT.json [--six]   # starts the LLM service if needed
+    python docs/results/event_triage.py ask RUN SYSTEM OUT.json   # starts the LLM service if needed
     python docs/results/event_triage.py score OUT.json RUN SYSTEM   # RUN's windows, event scores, severity
+    python docs/results/event_triage.py orders RUN SYSTEM   # per order of the kinds, from RUN's cache
 
 ``ask`` triages the events in the upper group of RUN's yes/no question (``event_scores/``), as the judge stage does,
-with the answers cached in RUN's LLM cache.
+with the answers cached in RUN's LLM cache. ``orders`` reads those cached answers and prints, per order of the
+kinds, the mean share of the system's fault among the two kinds of failure before and after the content-free
+calibration, and how many events that order alone would keep: the order bias, measured without labels.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 
-def ask(run: Path, system: str, out: Path, orders: tuple[int, ...] = (1, 3)) -> None:
+def ask(run: Path, system: str, out: Path, orders: tuple[int, ...] = (1, 3, 6)) -> None:
     import contextlib
     import functools
 
@@ -70,9 +74,45 @@ def score(answers: Path, run: Path, system: str) -> None:
               f"{best_f1(y, ranked)[0]:.3f}")
 
 
+def order_bias(run: Path, system: str) -> None:
+    from fusionlog.cli import _llm_cfg
+    from fusionlog.llm.cache import ProbabilityCache
+    from fusionlog.llm.endpoint import model_name
+    from fusionlog.llm.judge import CONTENT_FREE, Event, event_key, events_of
+    from fusionlog.llm.label import describe
+    from fusionlog.llm.prompt import load_prompt
+    from fusionlog.llm.triage import ORDERS, calibrated, debiased
+
+    cache, model = ProbabilityCache(run / "llm_cache.sqlite"), model_name(_llm_cfg(None))
+    version, desc = load_prompt("event_triage_v1").version, describe(system)
+    upper = set(pd.read_parquet(run / "event_scores" / f"system={system}").query("score >= 0.5").template_id)
+    evs = [e for e in events_of(run, system) if e.template_id in upper]
+    free = [Event(-1 - i, text) for i, text in enumerate(CONTENT_FREE)]
+
+    def answer(ev: Event, order: tuple[str, ...]) -> dict[str, float]:
+        hit = cache.get_text(model, f"{version}:{'-'.join(order)}", event_key(desc, ev))
+        if hit is None:
+            raise SystemExit(f"{ev.template_id} not cached in order {'-'.join(order)}: run `ask` first")
+        return json.loads(hit)
+
+    def share(a: dict[str, float]) -> float:
+        return a["system"] / (a["system"] + a["user"])
+
+    for o in ORDERS:
+        prior = debiased([answer(e, o) for e in free])
+        raw = [answer(e, o) for e in evs]
+        cal = [calibrated(a, prior) for a in raw]
+        first = "system" if o.index("system") < o.index("user") else "user"
+        print(f"{'-'.join(o):22s} {first}'s kind first: mean system share {np.mean([share(a) for a in raw]):.3f} "
+              f"raw, {np.mean([share(a) for a in cal]):.3f} calibrated; {sum(share(a) >= 0.5 for a in cal)} of "
+              f"{len(evs)} events kept in this order alone")
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     if cmd == "ask":
-        ask(Path(args[0]), args[1], Path(args[2]), (1, 3, 6) if "--six" in args else (1, 3))
+        ask(Path(args[0]), args[1], Path(args[2]))
+    elif cmd == "orders":
+        order_bias(Path(args[0]), args[1])
     else:
         score(Path(args[0]), Path(args[1]), args[2])

@@ -8,13 +8,18 @@ A platform team's anomalies are the system's own faults; a user's failed job is 
 The yes/no question (:mod:`fusionlog.llm.judge`) cannot tell them apart: both report a failure, and on BGL_2k it
 ranks users' job-loading and login errors beside the hardware alerts. The kinds name no system's events.
 
-**Position bias.** A small model's choice among letters leans on their order (measured with the default 1.5B model:
-asked in one order the system's share of BGL_2k's events averages 0.49, in another 0.24). Each event is asked with
-the kinds listed in several orders (:data:`ORDERS`: the first three put each kind in each place once, all six in
-each place twice) and each kind's log-probability is averaged over them before the shares are renormalised
-(permutation debiasing). Before that, in each order, each kind's share is calibrated against the shares the model
-gives content-free events (``N/A``, an empty message, ``[MASK]``) in that order (contextual calibration, Zhao et al.
-2021, as the yes/no question's ``score_cf``): what is left of a kind's pull is what the event's text adds to it.
+**Order bias.** A small model's choice among letters leans on their order (measured with the default 1.5B model:
+asked in one order the system's share of BGL_2k's events averages 0.49, in another 0.24), and not only on each
+kind's place: the share of the system's fault among the two kinds of failure, which decides, leans towards
+whichever of the two is listed first (BGL_2k's 62 failures, uncalibrated: 0.59-0.75 in the three orders with the
+system's fault first, 0.36-0.54 in the three with the user's problem first). Each event is asked with the kinds
+listed in several orders (:data:`ORDERS`: the first three put each kind in each place once but the system's fault
+before the user's problem in two of them; all six, the default, put each kind in each place twice and every kind
+before every other as often as after) and each kind's log-probability is averaged over them before the shares are
+renormalised (permutation debiasing). Before that, in each order, each kind's share is calibrated against the
+shares the model gives content-free events (``N/A``, an empty message, ``[MASK]``) in that order (contextual
+calibration, Zhao et al. 2021, as the yes/no question's ``score_cf``): what is left of a kind's pull is what the
+event's text adds to it.
 ``system_share`` = P(system) / (P(system) + P(user)): of the two kinds of failure, how likely it is the system's;
 an event more likely a user's problem than the system's fault (``system_share`` < 0.5) leaves the LLM view.
 
@@ -118,7 +123,7 @@ class TriageStats:
 def triage(client: ChatClient | Callable[[], ChatClient], system: str, events: list[Event],
            prompt: str = "event_triage_v1", cache: ProbabilityCache | None = None, concurrency: int = 8,
            progress: Callable[[int, int], None] | None = None, model: str | None = None,
-           orders: int = 3) -> tuple[pa.Table, TriageStats]:
+           orders: int = 6) -> tuple[pa.Table, TriageStats]:
     """:data:`TRIAGE` rows for ``events``, each asked in the first ``orders`` of :data:`ORDERS`, and the stats.
     ``client`` may be a function that connects (called only when the cache lacks an answer; ``model`` is then
     the cache key's model name)."""
