@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 ITERATIONS = 200
+IDENTIFIED = 3  # views needed before one can be called inverted (two views' joint votes cannot tell which)
 TOL = 1e-7
 PSEUDO = 1.0  # Beta pseudo-counts on every rate
 
@@ -110,6 +111,10 @@ def majority(scores: dict[str, np.ndarray], threshold: float = 0.5, alone: np.nd
     on its own: :mod:`fusionlog.methods.fused`) is True; those windows rank just at the cut. A view votes when it
     flags some windows but not all (one that says the same of every window carries no evidence), and Dawid-Skene
     does not find it inverted (its votes going against the others: it is left out, and the fusion's notes say so).
+    That test needs at least :data:`IDENTIFIED` such views: two views' joint votes have three free cells and
+    Dawid-Skene five parameters (the prior, two sensitivities, two specificities), so where two disagree it cannot
+    tell which is the inverted one (its answer is the start's and the pseudo-counts'); both vote, and a window needs
+    both.
 
     Ranking (for PR-AUC and the report): the number of flags, then the mean rank of the voting views' scores.
     Why a vote and not Dawid-Skene's posterior: views computed from the same events are not independent (rarity and
@@ -120,7 +125,8 @@ def majority(scores: dict[str, np.ndarray], threshold: float = 0.5, alone: np.nd
     votes = {v: (np.asarray(s) >= threshold).astype(np.float64) for v, s in scores.items()}
     informative = [v for v in votes if 0 < votes[v].sum() < n]
     fused = dawid_skene({v: votes[v] for v in informative}) if informative else None
-    voting = [v for v in informative if fused is not None and fused.polarity()[v] != "inverted"]
+    identified = len(informative) >= IDENTIFIED
+    voting = [v for v in informative if fused is not None and (not identified or fused.polarity()[v] != "inverted")]
     extra = np.zeros(n, bool) if alone is None else np.asarray(alone, bool)
     if not voting:
         return Decision(np.where(extra, 0.5, 0.0), extra.copy(), [], fused, np.zeros(n), {}, alone)

@@ -75,6 +75,20 @@ def test_majority_of_the_voting_views_decides_and_inverted_or_flat_views_do_not_
     assert majority({"flat": flat}).voting == [] and not majority({"flat": flat}).label.any()
 
 
+def test_two_views_that_disagree_both_vote_since_which_is_inverted_is_not_identified() -> None:
+    from fusionlog.fusion import majority
+
+    n = 1000
+    a = np.where(np.arange(n) < 500, 0.9, 0.1)  # flags the first half
+    b = np.where(np.arange(n) >= 400, 0.8, 0.2)  # flags the last 600: 100 in common, 300 if independent
+    d = majority({"a": a, "b": b})
+    assert d.fused is not None and "inverted" in d.fused.polarity().values()  # Dawid-Skene still names one
+    assert d.voting == ["a", "b"] and (d.label == ((a >= 0.5) & (b >= 0.5))).all() and d.label.sum() == 100
+    c = np.where(np.arange(n) < 450, 0.7, 0.3)  # a third view, siding with a: now b is the inverted one
+    three = majority({"a": a, "b": b, "c": c})
+    assert three.voting == ["a", "c"] and three.fused.polarity()["b"] == "inverted"
+
+
 def test_evidence_taken_alone_flags_a_window_the_majority_leaves_and_ranks_it_at_the_cut() -> None:
     from fusionlog.fusion import majority
 

@@ -21,7 +21,8 @@ windows cut the log by lines or time, a workflow straddles two windows and break
 chunks of contiguous loghub samples, relations broke in up to 8 % of the windows), so there the relations stay in
 the ``invariants`` baseline. Invariant Mining's one-event invariants ("this event is absent from 98 % of the
 windows") are rarity's evidence and go through the vote as rarity does. A view that flags every window or none does
-not vote; nor does one that Dawid–Skene, from the target alone, finds inverted. The transferred small model
+not vote; nor does one that Dawid–Skene, from the target alone, finds inverted, where three or more views could
+vote (with two, which of them is inverted is not identified: both vote). The transferred small model
 (``general-only``, the paper's general branch) is scored beside them and checked against the fused decision (Cohen's
 kappa, polarity) but does not vote: on every target measured it flags windows at or near the rate of flagging all of
 them, and in a majority of four it pulled the decision below that of three (docs/pipeline.md). The voting views, the
@@ -70,8 +71,9 @@ class FusionLog(Method):
     def hash_inputs(self, exp: object) -> object:
         return {"views": VIEWS, "checked": CHECKED, "session_views": SESSION_VIEWS, "min_session": MIN_SESSION,
                 "message_views": MESSAGE_VIEWS, "alone": {v: get(v).hash_inputs(exp) for v in ALONE},
-                "alone_windows": "session", "fusion": "majority-v4"}
-        # v2: severity where any line logs a level; v3: broken count relations; v4: keywords where levels tell nothing
+                "alone_windows": "session", "fusion": "majority-v5"}
+        # v2: severity where any line logs a level; v3: broken count relations; v4: keywords where levels tell nothing;
+        # v5: a view is left out as inverted only where three or more vote
 
     def views(self, art: Artifacts) -> list[str]:
         """The views that mean something on this target: severity needs levels; rarity and pca sessions; keywords,
