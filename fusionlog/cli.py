@@ -424,12 +424,27 @@ def results(
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
     modes: Annotated[str | None, typer.Option(help="comma-separated methods (default: every non-baseline one)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write all results as JSON")] = None,
+    loso: Annotated[bool, typer.Option("--loso", help="the arguments are development sets (conf/devsets/<name>.yaml):"
+                                       " each dataset the target once, the others its labeled sources")] = False,
 ) -> None:
-    """Every mode x seed of each experiment (fusionlog run), F1 beside the baselines, LLM calls, wall time."""
-    from fusionlog.config import load_experiment
+    """Every mode x seed of each experiment (fusionlog run), F1 beside the baselines, LLM calls, wall time; with
+    --loso, a development set leave-one-system-out (one LLM cache across the folds), the mean F1 over its targets."""
+    from fusionlog.config import load_devset, load_experiment
     from fusionlog.evaluate.results import markdown
     from fusionlog.evaluate.results import results as run_results
 
+    if loso:
+        from fusionlog.evaluate.loso import loso as run_loso
+        from fusionlog.evaluate.loso import markdown as loso_markdown
+
+        for name in experiments:
+            dev = load_devset(name)
+            res = run_loso(dev, root, [int(x) for x in seeds.split(",")],
+                           modes.split(",") if modes else None, _progress)
+            typer.echo(loso_markdown(res))
+            if out:
+                out.write_text(json.dumps(res, indent=2, default=float))
+        return
     rows = []
     for name in experiments:
         exp = load_experiment(name)

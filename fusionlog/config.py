@@ -436,8 +436,8 @@ class RunSpec(_Model):
 
     mode: str = "fusionlog"
     # the paper's methods, kept as ablations of the fused default, and the LLM's event judgment (a branch)
-    compare: list[str] = Field(default_factory=lambda: ["fusionlog-distilled", "llm-events", "fusionlog-paper",
-                                                        "generallog", "no-router"])
+    compare: list[str] = Field(default_factory=lambda: ["fusionlog-vote", "fusionlog-distilled", "llm-events",
+                                                        "fusionlog-paper", "generallog", "no-router"])
     seed: int = 0
     # P(anomalous) >= threshold -> anomalous: every method's cut, the distillation's agreement, the metrics
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -517,6 +517,55 @@ def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
         known = sorted(p.stem for p in (conf_dir() / "experiments").glob("*.yaml"))
         raise ConfigError(f"unknown experiment {str(name_or_path)!r}: no {path} (known: {', '.join(known)})")
     return _validate(ExperimentConfig, read_yaml(path), path)
+
+
+class DevSetConfig(_Model):
+    """``conf/devsets/<name>.yaml``: the labeled development set, scored leave-one-system-out (``fusionlog results
+    --loso``): each dataset is the target once, every other one its labeled source. ``experiment`` holds what each
+    fold's experiment sets besides its datasets, sources and target (run, train, distill, llm, ...)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    datasets: dict[str, DatasetSpec] = Field(min_length=2)
+    targets: list[str] | None = None  # the folds' targets (default: every dataset, in order)
+    experiment: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _folds(self) -> DevSetConfig:
+        for t in self.targets or []:
+            if t not in self.datasets:
+                raise ValueError(f"target {t!r} is not one of the datasets {sorted(self.datasets)}")
+        for key in ("name", "datasets", "sources", "target"):
+            if key in self.experiment:
+                raise ValueError(f"experiment.{key} is set by each fold")
+        return self
+
+    def fold(self, target: str) -> ExperimentConfig:
+        """The experiment in which ``target`` is the unlabeled target and every other dataset a labeled source."""
+        return ExperimentConfig.model_validate({
+            **self.experiment, "name": f"{self.name}-{target}", "datasets": self.datasets, "target": target,
+            "sources": [d for d in self.datasets if d != target],
+            "description": f"{self.description} (fold: {target} the target)".strip()})
+
+    def folds(self) -> list[ExperimentConfig]:
+        return [self.fold(t) for t in self.targets or list(self.datasets)]
+
+
+def load_devset(name_or_path: str | Path) -> DevSetConfig:
+    """Load ``conf/devsets/<name>.yaml`` (or a YAML path); every fold is validated now (errors name the file)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = conf_dir() / "devsets" / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (conf_dir() / "devsets").glob("*.yaml"))
+        raise ConfigError(f"unknown development set {str(name_or_path)!r}: no {path} (known: {', '.join(known)})")
+    dev = _validate(DevSetConfig, read_yaml(path), path)
+    try:
+        dev.folds()
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{path}: key 'experiment.{'.'.join(str(p) for p in e['loc'])}': {e['msg']}"
+                                     for e in exc.errors())) from exc
+    return dev
 
 
 class ServeConfig(_Model):

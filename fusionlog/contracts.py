@@ -21,7 +21,9 @@ Later stages (same layout, ``<table>/system=<target>/``):
 - ``llm_labels``: one row per labeled window: the LLM's verdict (null label when it abstained).
 - ``scores``: the product: one row per target window: ``score`` = P(anomalous) in [0, 1] (float64), ``label`` =
   the predicted label (1 anomalous), ``route``, ``scorer`` (``small_model`` | ``llm``: who decided),
-  ``round`` (the distillation round whose model scored it; null for modes without rounds).
+  ``round`` (the distillation round whose model scored it; null for modes without rounds); for a fusion,
+  ``flagged_by`` (the views whose own label-free cut flags the window) and ``evidence`` (per view, its
+  contribution to the learned fusion's log-odds, or the view's score for the vote); null for other methods.
   ``window_id`` joins ``windows`` (first/last file + line lead back to the raw lines).
 - ``distill/<target>/rounds.json``: one object per round (see :data:`ROUND_KEYS`).
 - ``report/``: ``report.html`` (self-contained, plots inline) and ``metrics.json``.
@@ -81,6 +83,8 @@ SCORES = pa.schema(
         ("route", pa.string()),
         ("scorer", pa.string()),
         ("round", pa.int16()),
+        ("flagged_by", pa.list_(pa.string())),  # the views whose own cut flags the window (null: not a fusion)
+        ("evidence", pa.map_(pa.string(), pa.float64())),  # view -> its share of the fused log-odds, or its score
     ]
 )
 

@@ -21,7 +21,15 @@ from fusionlog.config import ExperimentConfig, load_ingest, load_llm, load_syste
 from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text
 from fusionlog.methods import get
-from fusionlog.rundir import experiment_file, llm_cache_file, state_file, table_dir, verdict_rows, write_verdicts
+from fusionlog.rundir import (
+    experiment_file,
+    llm_cache_file,
+    method_table_dir,
+    state_file,
+    table_dir,
+    verdict_rows,
+    write_verdicts,
+)
 from fusionlog.stages import EmbedOut, IngestOut, RunState
 
 
@@ -79,6 +87,10 @@ def detect(run: Path, inputs: list[str], out: Path, labels: list[str] | None = N
             if table == "templates" or src.is_dir():
                 with atomic_dir(table_dir(out, table, s)) as tmp:
                     shutil.copytree(src, tmp)
+    kept = method_table_dir(run, exp.run.mode, "combiner_train")  # the learned fusion refits on its sources' set
+    if kept.is_dir():
+        with atomic_dir(method_table_dir(out, exp.run.mode, kept.name)) as tmp:
+            shutil.copytree(kept, tmp)
     from fusionlog.events import write_events
 
     write_events(out, exp.target, dict(system.levels))  # the severity baseline reads the new archives' events

@@ -47,7 +47,9 @@ def combine(ids: list[str], routes: dict[str, str], small: dict[str, float] | No
     sc = np.array(score, np.float64)
     return pa.table({"window_id": ids, "score": sc, "label": (sc >= threshold).astype(np.int8),
                      "route": [routes[i] for i in ids], "scorer": scorer,
-                     "round": pa.array([round_no] * len(ids), pa.int16())}, schema=SCORES)
+                     "round": pa.array([round_no] * len(ids), pa.int16()),
+                     "flagged_by": pa.nulls(len(ids), SCORES.field("flagged_by").type),
+                     "evidence": pa.nulls(len(ids), SCORES.field("evidence").type)}, schema=SCORES)
 
 
 def write_scores(run: Path, mode: str, target: str, table: pa.Table) -> Path:

@@ -39,6 +39,7 @@ from fusionlog.rundir import (
     experiment_file,
     llm_cache_file,
     method_notes_file,
+    method_table_dir,
     read_verdicts,
     stage_marker,
     table_dir,
@@ -118,8 +119,19 @@ class Ctx:
         return bool(self.judged() or self.interpreted())
 
     def judged_sources(self) -> list[str]:
-        """The sources whose events the LLM judges too: the small model's ``llm`` event feature needs them."""
-        return list(self.exp.sources) if model_reads_llm(self.exp, self.methods) else []
+        """The sources whose events the LLM judges too: the small model's ``llm`` event feature needs them, and a
+        method that reads the label-free views on the sources (:attr:`Needs.source_views`)."""
+        return list(self.exp.sources) if model_reads_llm(self.exp, self.methods) or self.need_source_views() else []
+
+    def need_source_views(self) -> bool:
+        return any(x.needs.source_views for x in self.methods)
+
+    def triaged(self) -> list[str]:
+        """The systems whose failure events the LLM triages (``llm.event_triage_prompt``): the target, and the
+        sources where a method reads their views (the views must be computed there exactly as on the target)."""
+        if not self.llm.event_triage_prompt or not self.judged():
+            return []
+        return [self.exp.target, *(self.exp.sources if self.need_source_views() else [])]
 
     def judged(self) -> list[str]:
         """The systems whose events the LLM judges: the target when a method reads the event scores, and
@@ -188,6 +200,8 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
                 llm[opt] = load_prompt(getattr(ctx.llm, opt)).version
         if ctx.llm.event_triage_prompt:
             llm["triage_orders"] = ctx.llm.triage_orders
+            if ctx.triaged() != [exp.target]:  # (absent when only the target is: earlier runs' judge stays up to date)
+                llm["triaged"] = ctx.triaged()
         return [llm, {k: v for k, v in ctx.llm.serve.model_dump().items() if k in ("model_path", "model_id")},
                 ctx.judged_sources(), *([{"judged": ctx.judged(), "interpreted": ctx.interpreted()}]
                                         if ctx.interpreted() else []), "judge-v3"]  # v3: monotone mixture
@@ -201,7 +215,7 @@ def _stage_inputs(ctx: Ctx, stage: str) -> object:
         llm = ctx.llm.model_dump(exclude={"timeout_s", "retries", "backoff_s", "concurrency", "abstain_warn_rate"})
         llm["serve"] = {k: v for k, v in llm["serve"].items() if k in ("model_path", "model_id", "max_model_len")}
         uses = [m.name for m in ctx.methods if m.needs.llm or m.needs.distill]
-        views = get("fusionlog").hash_inputs(exp) if ctx.need_views() else None  # what the views' decision reads
+        views = get("fusionlog-vote").hash_inputs(exp) if ctx.need_views() else None  # what the views' decision reads
         # v3: with one voting view, its own decision gives the candidates; v4: broken count relations are candidates
         return [exp.distill, exp.run.threshold, uses, llm if uses else None, views, "views-distill-v4"]
     if stage == "detect":
@@ -320,9 +334,9 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
 
     target = ctx.exp.target
     judged = [target] if judged is None else judged
+    triage_of = set(ctx.triaged()) & set(judged)
     cache = ProbabilityCache(llm_cache_file(cache_run or ctx.run))
-    stats, warnings, texts, calls = {}, [], {}, {}
-    triaged = None
+    stats, warnings, texts, calls, tri_stats = {}, [], {}, {}, {}
     prompt = ctx.llm.event_interpret_prompt
     if interpreted and not prompt:
         raise ValueError(f"judge: interpretations of {', '.join(interpreted)} asked for, but "
@@ -349,7 +363,7 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
             ctx.say(f"judge {system}: {st.line()}")
             warnings += [f"{system}: {w}" for w in [st.warning()] if w]
             stats[system] = st
-            if system == target and ctx.llm.event_triage_prompt:
+            if system in triage_of and ctx.llm.event_triage_prompt:
                 failures = {t for t, v in zip(table["template_id"].to_pylist(), table["score"].to_pylist(),
                                               strict=True) if v is not None and v >= 0.5}
                 with ctx.reporter.bar(f"judge: LLM triage of {system}'s failure events") as tick:
@@ -360,16 +374,19 @@ def judge_stage(ctx: Ctx, cache_run: Path | None = None, judged: list[str] | Non
                 ctx.say(f"judge {system}: triage: {tst.line()}")
                 warnings += [f"{system}: the LLM abstained on {tst.abstained} of {tst.events} triage questions' "
                              "events: their failures are kept"] if tst.abstained else []
-                triaged = tst
-            elif system == target:  # no triage: an earlier run's must not linger
+                tri_stats[system] = tst
+            else:  # no triage of this system: an earlier run's must not linger
                 write_triage(ctx.run, system, TRIAGE.empty_table())
     finally:
         cache.close()
     for w in warnings:
         ctx.say(f"WARNING: {w}")
     others = {s: {"events": x.events, "asked": x.asked, "cache_hits": x.cache_hits, "abstained": x.abstained,
-                  "calibration": x.calibration, "seconds": round(x.seconds, 1), "interpreted": calls.get(s, 0)}
+                  "calibration": x.calibration, "seconds": round(x.seconds, 1), "interpreted": calls.get(s, 0),
+                  **({"triaged": tri_stats[s].events, "triage_asked": tri_stats[s].asked,
+                      "triage_users": tri_stats[s].users} if s in tri_stats else {})}
               for s, x in stats.items() if s != target}
+    triaged = tri_stats.get(target)
     others.update({s: {"interpreted": n} for s, n in calls.items() if s != target and s not in stats})
     if target not in stats:
         return JudgeOut(sources=others, interpreted=calls.get(target, 0))
@@ -484,7 +501,7 @@ def _distill_views(ctx: Ctx, out: DistillOut) -> None:
     exp, run = ctx.exp, ctx.run
     assert ctx.state.train is not None
     art = _artifacts(ctx, ctx.state.train.general)
-    names, d = get("fusionlog").decide(art)  # type: ignore[attr-defined]
+    names, d = get("fusionlog-vote").decide(art)  # type: ignore[attr-defined]
     ctx.say(f"views distill: {len(d.voting)} voting views ({', '.join(d.voting) or 'none'}) of {', '.join(names)}")
     res = distill_views(run, exp, art.ids, art.template_ids(), d.votes, len(d.voting), d.label, d.score, art.small,
                         Path(ctx.state.train.general), ctx.seed, progress=ctx.say, reporter=ctx.reporter,
@@ -551,6 +568,10 @@ def detect_stage(ctx: Ctx) -> DetectOut:
             atomic_write_text(notes, json.dumps(art.notes[mode], indent=2, default=float))
         else:
             notes.unlink(missing_ok=True)
+        for name, table in art.tables.get(mode, {}).items():
+            with atomic_dir(method_table_dir(run, mode, name)) as tmp:
+                tmp.mkdir()
+                pq.write_table(table, tmp / "part-0.parquet")
     with atomic_dir(table_dir(run, "scores", exp.target)) as tmp:
         tmp.mkdir()
         pq.write_table(tables[exp.run.mode], tmp / "part-0.parquet")

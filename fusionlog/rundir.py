@@ -98,6 +98,12 @@ def method_scores_dir(run: Path, method: str, target: str) -> Path:
     return Path(run) / "modes" / method / "scores" / f"system={target}"
 
 
+def method_table_dir(run: Path, method: str, name: str) -> Path:
+    """``modes/<method>/<name>/``: a table a method keeps beside its scores (e.g. the learned fusion's training
+    set); written by the detect stage."""
+    return Path(run) / "modes" / method / name
+
+
 def method_notes_file(run: Path, method: str) -> Path:
     """``modes/<method>/notes.json``: what a method keeps beside its scores (e.g. the fusion's view estimates)."""
     return Path(run) / "modes" / method / "notes.json"

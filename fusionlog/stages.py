@@ -48,8 +48,8 @@ class JudgeOut:
 
     def calls(self) -> int:
         """The LLM calls of the stage: questions, triage and interpretations, of the target and the sources."""
-        return self.asked + self.triage_asked + self.interpreted + sum(x.get("asked", 0) + x.get("interpreted", 0)
-                                                   for x in self.sources.values())
+        return self.asked + self.triage_asked + self.interpreted + sum(
+            x.get("asked", 0) + x.get("interpreted", 0) + x.get("triage_asked", 0) for x in self.sources.values())
 
 
 @dataclass

@@ -86,7 +86,7 @@ def test_the_fusion_flags_a_broken_relation_on_sessions_whatever_the_vote(hdfs_n
     ids = t["window_id"].to_pylist()
     art = Artifacts(run=run, exp=load_experiment("openstack_to_hdfs"), ids=ids, routes=dict.fromkeys(ids, "general"),
                     threshold=0.5, models={}, rounds=0, small=lambda _d: {}, llm=lambda _p: {})
-    fused = get("fusionlog")
+    fused = get("fusionlog-vote")
     names, d = fused.decide(art)  # type: ignore[attr-defined]
     assert names == ["llm-events", "rarity", "pca"] and d.voting == ["rarity", "pca"]
     tid = art.template_ids()

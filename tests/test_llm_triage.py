@@ -115,6 +115,8 @@ def test_a_triaged_failure_scores_the_weaker_reading() -> None:
     assert low == {1: 0.3, 2: 0.8, 3: 0.1, 4: None}
     w = window_max([[1], [2], [3, 1], [4]], low)
     assert (w[:3] >= 0.5).tolist() == [False, True, False] and math.isnan(w[3])
+    # a share within 0.01 of even odds is undecided: the question's score stands, on either side of 0.5
+    assert triaged({1: 0.95, 2: 0.9, 3: 0.9}, {1: 0.495, 2: 0.505, 3: 0.489}) == {1: 0.95, 2: 0.9, 3: 0.489}
 
 
 def test_the_report_says_what_the_triage_did(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz
         "train": {"steps": 40, "eval_every": 20},
         # test budgets: a 40-step model is barely calibrated; no class guard, so that both rounds fine-tune
         "distill": {"rounds": 2, "finetune_steps": 20, "epsilon": 0.7, "floor": 0.6, "max_class_ratio": None},
-        "run": {"compare": ["fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
+        "run": {"compare": ["fusionlog-vote", "fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
                             "fusionlog-distilled"], "top_windows": 5},
         "llm": {"backend": "openai", "base_url": url, "model": "test-double", "retries": 1, "backoff_s": 0.01},
     }
@@ -146,7 +146,19 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     scores = pq.read_table(run / "scores" / "system=BGL").to_pandas()
     windows = pq.read_table(run / "windows" / "system=BGL").num_rows
     assert len(scores) == windows == 2000 and scores["score"].between(0, 1).all()
-    assert set(scores["route"]) <= {"general", "proprietary"} and set(scores["scorer"]) == {"fusion"}
+    assert set(scores["route"]) <= {"general", "proprietary"} and set(scores["scorer"]) == {"combiner"}
+    # the default, the fusion learned on the labeled source: its views computed on HDFS exactly as on BGL (HDFS's
+    # events judged and triaged too), fitted on HDFS's windows and labels, each flag explained in scores/
+    learned = json.loads((run / "modes" / "fusionlog" / "notes.json").read_text())
+    comb = learned["combiner"]
+    assert list(comb["sources"]) == ["HDFS"] and comb["sources"]["HDFS"]["anomalous"] > 0 and 0 < comb["cut"] < 1
+    assert learned["flagged"] == int(scores["label"].sum()) and learned["applies"]["severity"]
+    assert not learned["applies"]["rarity"] and not learned["applies"]["invariants"]  # one-line windows
+    train = pq.read_table(run / "modes" / "fusionlog" / "combiner_train").to_pandas()
+    assert set(train["system"]) == {"HDFS"} and train["label"].sum() == comb["sources"]["HDFS"]["anomalous"]
+    assert (pq.read_table(run / "event_triage" / "system=HDFS").num_rows > 0)
+    hit = scores[scores["label"] == 1]
+    assert len(hit) and all(len(f) > 0 for f in hit["flagged_by"]) and all(len(e) > 0 for e in hit["evidence"])
     judged = pq.read_table(run / "event_scores" / "system=BGL").to_pandas()  # one question per event, calibrated
     events = pq.read_table(run / "events" / "system=BGL").num_rows
     assert len(judged) == events and judged["score"].notna().all() and (judged["kind"] == "verdict").all()
@@ -166,15 +178,16 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert held.any() and (view.score[held] < 0.5).all() and not view.label[held].any()
     model = json.loads((Path(art_general(run)) / "model.json").read_text())["model"]
     assert model["event_features"] == ["rarity", "llm"]  # severity left out: HDFS, the source, logs no levels
-    notes = json.loads((run / "modes" / "fusionlog" / "notes.json").read_text())  # the fusion's label-free estimates
+    notes = json.loads((run / "modes" / "fusionlog-vote" / "notes.json").read_text())  # the vote's label-free estimates
+    vote = pq.read_table(run / "modes" / "fusionlog-vote" / "scores" / "system=BGL").to_pandas()
     assert notes["candidates"] == ["llm-events", "severity"]  # no rarity, no pca: one-line windows
     assert notes["checked"]["general-only"]["polarity"] in ("agrees", "inverted", "no agreement")
     est = notes["estimates"]
     assert 0 < est["prior"] < 0.5 and est["views"]["llm-events"]["polarity"] == "agrees"
-    assert "llm-events" in notes["voting"] and (scores["label"] == 1).sum() == notes["flagged"]
+    assert "llm-events" in notes["voting"] and (vote["label"] == 1).sum() == notes["flagged"]
     flags = sum(pq.read_table(run / "modes" / v / "scores" / "system=BGL").to_pandas().set_index("window_id")["label"]
                 for v in notes["voting"])
-    assert ((flags * 2 > len(notes["voting"])) == scores.set_index("window_id")["label"].astype(bool)).all()
+    assert ((flags * 2 > len(notes["voting"])) == vote.set_index("window_id")["label"].astype(bool)).all()
     assert notes["view_flags"] == {v: int(pq.read_table(run / "modes" / v / "scores" / "system=BGL")["label"].to_numpy()
                                           .sum()) for v in notes["voting"]}  # each voting view's own flags
     rounds = json.loads((run / "distill" / "BGL" / "rounds.json").read_text())
@@ -185,7 +198,8 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert set(ev["methods"]) >= {"fusionlog", "fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
                                   "general-only", "all-anomalous", "rarity", "severity", "severity-top",
                                   "pca", "invariants", "keywords"}  # baselines: every run
-    assert all(m["cut"] for m in ev["methods"].values()) and "voting" in ev["methods"]["fusionlog"]["notes"]
+    assert all(m["cut"] for m in ev["methods"].values()) and "voting" in ev["methods"]["fusionlog-vote"]["notes"]
+    assert "combiner" in ev["methods"]["fusionlog"]["notes"]
     assert all(0 <= m["all"]["f1"] <= m["all"]["best_f1"] + 1e-9 for m in ev["methods"].values())  # oracle ceiling
     assert ev["labeled"] == 2000 and len(ev["rounds"]) == len(rounds)  # F1 per round: evaluate's, not distill's
     assert all(0.0 <= r["f1_labeled"] <= 1.0 for r in ev["rounds"]) and all(r["f1_labeled"] is None for r in rounds)
@@ -197,7 +211,7 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert (views[1]["model_dir"] != views[0]["model_dir"]) == (totals[1] > totals[0])  # nothing new: same model
     kept = pq.read_table(run / "distill" / "BGL" / "views_kept").to_pandas()
     assert len(kept) == totals[-1] and set(kept["round"]) <= {1, 2} and 1 in set(kept["round"])
-    fused = scores.set_index("window_id")["label"]
+    fused = vote.set_index("window_id")["label"]
     assert (kept.set_index("window_id")["label"] == fused.loc[kept["window_id"]]).all()  # the views' agreed label
     dist = pq.read_table(run / "modes" / "fusionlog-distilled" / "scores" / "system=BGL").to_pandas()
     dnotes = json.loads((run / "modes" / "fusionlog-distilled" / "notes.json").read_text())
@@ -213,6 +227,7 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     html = (run / "report" / "report.html").read_text()
     assert "fusionlog" in json.dumps(metrics) and "plot-xsim" in html and "plot-rounds" in html
     assert "Distillation on the agreeing views, round 2" in html
+    assert "flagged by " in html and "combiner learned on the labeled sources" in html  # why each top window
 
 
 def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], double: FakeOpenAIEndpoint,

@@ -466,7 +466,7 @@ def _top_windows(data: ReportData) -> str:
     if not data.top_windows:
         return _section("windows", "Top anomalous windows", '<p class="empty">no window to show</p>')
     head = "".join(f"<th>{h}</th>" for h in ("#", "window", "score", "route", "scorer", "true label", "lines",
-                                             "LLM reason"))
+                                             "why (views, evidence) · LLM reason"))
     rows = []
     for i, w in enumerate(data.top_windows, 1):
         score = float(w.get("score", math.nan))
@@ -478,7 +478,8 @@ def _top_windows(data: ReportData) -> str:
             f'<td class="score"><div class="bar"><span style="width:{pct}%"></span></div>{_fmt(score)}</td>'
             f'<td><span class="badge {_e(route)}">{_e(route or "–")}</span></td><td>{_e(w.get("scorer") or "–")}</td>'
             f'<td>{_label_badge(w.get("label"))}</td><td class="nowrap">{_e(span)}</td>'
-            f'<td class="reason">{_e(w.get("llm_reason") or "–")}</td></tr>'
+            f'<td class="reason">{_e(w.get("why") or "")}{"<br>" if w.get("why") and w.get("llm_reason") else ""}'
+            f'{_e(w.get("llm_reason") or ("" if w.get("why") else "–"))}</td></tr>'
             f'<tr class="raw"><td></td><td colspan="7">{_raw_block(w, i == 1)}</td></tr>')
     cols = "".join(f'<col class="c-{c}">' for c in ("no", "win", "score", "route", "scorer", "label", "lines",
                                                     "reason"))

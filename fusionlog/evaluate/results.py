@@ -56,6 +56,8 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
                          "f1_inside_slice": {m: v["inside_slice"]["f1"] for m, v in ev["methods"].items()
                                              if v.get("inside_slice")},
                          "pr_auc": {m: v["all"]["pr_auc"] for m, v in ev["methods"].items()},
+                         "balanced_accuracy": {m: v["all"]["balanced_accuracy"] for m, v in ev["methods"].items()},
+                         "flagged": {m: int(v["all"]["tp"] + v["all"]["fp"]) for m, v in ev["methods"].items()},
                          "rounds": [{k: r.get(k) for k in ("round", "epsilon", "labeled", "agreed", "kept",
                                                            "kept_total", "clean_ratio", "f1_labeled")}
                                     for r in ev["rounds"]],
@@ -70,13 +72,15 @@ def results(exp: ExperimentConfig, run: Path, seeds: list[int], modes: list[str]
            "labeled": ev["labeled"], "anomalous": ev["anomalous"], "seeds": per_seed, "summary": {},
            "label_ceiling": ceiling, "measurable": ceiling is None or ceiling >= MEASURABLE}
     if ev.get("inside_slice"):
-        out["inside_slice"] = {**ev["inside_slice"], "summary": _summary(per_seed, "f1_inside_slice")}
-    out["summary"] = _summary(per_seed, "f1")
+        out["inside_slice"] = {**ev["inside_slice"], "summary": summary(per_seed, "f1_inside_slice")}
+    out["summary"] = summary(per_seed, "f1")
+    out["pr_auc"] = summary(per_seed, "pr_auc")
+    out["balanced_accuracy"] = summary(per_seed, "balanced_accuracy")
     atomic_write_text(results_file(run), json.dumps(out, indent=2, default=float))
     return out
 
 
-def _summary(per_seed: list[dict], key: str) -> dict[str, dict]:
+def summary(per_seed: list[dict], key: str) -> dict[str, dict]:
     """Method -> mean, std and count over the seeds of ``seed[key][method]``."""
     out = {}
     for m in dict.fromkeys(m for s in per_seed for m in s.get(key, {})):
@@ -86,7 +90,7 @@ def _summary(per_seed: list[dict], key: str) -> dict[str, dict]:
     return out
 
 
-def _cell(s: dict | None) -> str:
+def cell(s: dict | None) -> str:
     return "-" if s is None else f"{s['mean']:.3f}" + (f" ± {s['std']:.3f}" if s["n"] > 1 else "")
 
 
@@ -115,7 +119,7 @@ def markdown(rows: list[dict]) -> str:
         elif r.get("measurable") is False:
             name += f" (not measurable: its labels cap any detector at F1 {r['label_ceiling']:.2f})"
         cells = [name, f"{r['labeled']} ({r['anomalous']})"]
-        cells += [_cell(r["summary"].get(m)) for m in cols]
+        cells += [cell(r["summary"].get(m)) for m in cols]
         cells.append(" / ".join(_kept(s.get("views_rounds") or []) for s in r["seeds"]))
         cells.append(" / ".join(f"{s.get('llm_event_calls', 0)} + {s['llm_calls']}" for s in r["seeds"]))
         cells.append(" / ".join(f"{s['wall_seconds']:.0f}" for s in r["seeds"]))
@@ -130,6 +134,6 @@ def markdown(rows: list[dict]) -> str:
             i = r["inside_slice"]
             ceil = (i.get("signature_ceiling") or {}).get("best_f1")
             cells = [r["experiment"], f"{i['margin_s']:.0f}", f"{i['windows']} ({i['anomalous']})",
-                     "-" if ceil is None else f"{ceil:.3f}", *[_cell(i["summary"].get(m)) for m in cols]]
+                     "-" if ceil is None else f"{ceil:.3f}", *[cell(i["summary"].get(m)) for m in cols]]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

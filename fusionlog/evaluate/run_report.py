@@ -39,7 +39,59 @@ def _top(run: Path, target: str, scores, n: int) -> list[dict]:  # noqa: ANN001
             else int(row["label"])
         out.append({"window_id": wid, "score": float(s["score"]), "route": s["route"], "scorer": s["scorer"],
                     "label": label, "first_file": row["first_file"], "first_line": int(row["first_line"]),
-                    "last_line": int(row["last_line"]), "lines": ls, "llm_reason": reasons.get(wid)})
+                    "last_line": int(row["last_line"]), "lines": ls, "llm_reason": reasons.get(wid),
+                    "why": why(s.get("flagged_by"), s.get("evidence"))})
+    return out
+
+
+def why(flagged_by: object, evidence: object) -> str | None:
+    """A fused window's explanation in words: the views whose own cut flags it, and each view's share of the
+    fused log-odds (largest first; the vote's rows carry the views' scores instead); None for other methods."""
+    views = [] if flagged_by is None or (isinstance(flagged_by, float) and np.isnan(flagged_by)) else list(flagged_by)
+    ev = [] if evidence is None or (isinstance(evidence, float) and np.isnan(evidence)) else list(evidence)
+    if not views and not ev:
+        return None
+    parts = [f"flagged by {', '.join(views)}" if views else "flagged by no view on its own"]
+    ev = sorted(((str(k), float(v)) for k, v in ev if abs(float(v)) >= 0.005), key=lambda kv: -abs(kv[1]))
+    if ev:
+        parts.append("evidence " + ", ".join(f"{k} {v:+.2f}" for k, v in ev[:4]))
+    return "; ".join(parts)
+
+
+IMPLAUSIBLE = 0.2  # a method that flags more than this share of the windows gets a warning in the report
+
+
+def flag_warnings(run: Path, target: str, methods: list[str], limit: float = IMPLAUSIBLE, events: int = 3
+                  ) -> list[str]:
+    """One warning per scored method that flags more than ``limit`` of the target's windows, naming the events
+    behind most of its flags: those held by the largest share of the windows it flags (with that share, and the
+    share of the windows it leaves alone that hold them too)."""
+    from fusionlog.rundir import method_scores_dir
+    from fusionlog.train.data import read_windows
+
+    w = read_windows(run, target, ["window_id", "template_ids"])
+    tids = dict(zip(w["window_id"].to_pylist(), w["template_ids"].to_pylist(), strict=True))
+    tt = pq.read_table(table_dir(run, "templates", target), columns=["template_id", "template"])
+    text = dict(zip(tt["template_id"].to_pylist(), tt["template"].to_pylist(), strict=True))
+    out = []
+    for m in methods:
+        d = method_scores_dir(run, m, target)
+        if not d.is_dir():
+            continue
+        t = pq.read_table(d, columns=["window_id", "label"])
+        flags = t["label"].to_numpy().astype(bool)
+        if not len(flags) or flags.mean() <= limit:
+            continue
+        held_in, held_out = {}, {}
+        for wid, f in zip(t["window_id"].to_pylist(), flags, strict=True):
+            for e in set(tids.get(wid) or []):
+                (held_in if f else held_out)[e] = (held_in if f else held_out).get(e, 0) + 1
+        n_in, n_out = int(flags.sum()), int((~flags).sum())
+        top = sorted(held_in, key=lambda e: (-held_in[e], e))[:events]
+        named = "; ".join(f"\"{str(text.get(e, e))[:80]}\" in {held_in[e] / n_in:.0%} of them"
+                          f" ({held_out.get(e, 0) / max(n_out, 1):.0%} of the others)" for e in top)
+        out.append(f"{m} flags {flags.mean():.0%} of the {len(flags)} windows ({n_in}): implausibly many for "
+                   f"anomalies. The events behind most of its flags: {named}.")
     return out
 
 
@@ -130,6 +182,8 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
     p = method_notes_file(run, mode)
     if p.exists():
         n = json.loads(p.read_text())
+        if "combiner" in n:
+            out += combiner_notes(mode, n)
         if "voting" in n:
             est = n.get("estimates") or {"views": {}, "prior": float("nan")}
             views = "; ".join(f"{v}: sensitivity {q['sensitivity']:.2f}, specificity {q['specificity']:.2f}, "
@@ -155,6 +209,31 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
             for v, c in (n.get("checked") or {}).items():
                 out.append(f"{v} (not voting), checked against the fused decision without labels: Cohen's kappa "
                            f"{c['kappa']:.3f} ({c['polarity']}), flags {c['flagged_share']:.1%} of the windows.")
+    return out
+
+
+def combiner_notes(mode: str, n: dict) -> list[str]:
+    """The learned fusion in words: what it was fitted on, its weights, its cut and how the sources fared at it,
+    what it flags and which views are behind the flags."""
+    c = n["combiner"]
+    src = "; ".join(f"{s} ({x['windows']} windows, {x['anomalous']} anomalous: F1 {x['f1_out_of_fold']:.3f} out of "
+                    "fold at the cut)" for s, x in (c.get("sources") or {}).items())
+    out = [f"{mode}: the label-free views combined by a {c['kind']} combiner ({c['layout']} evidence) learned on the "
+           f"labeled sources' windows, each source weighing the same: {src}. Cut: P >= {c['cut']:.3f}, the cut with "
+           f"the best mean F1 over the sources scored out of fold (never the target's labels); {n.get('flagged', 0)} "
+           f"of {n.get('windows', 0)} windows flagged, {n.get('undecided', 0)} within 0.01 of the cut (undecided)."]
+    if c.get("weights"):
+        out.append("Its log-odds weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in c["weights"].items())
+                   + f"; intercept {c['intercept']:+.2f}.")
+    off = [v for v, a in (n.get("applies") or {}).items() if not a]
+    if off:
+        out.append(f"Views that do not apply to this target (no evidence from them): {', '.join(off)}.")
+    for v, c in (n.get("checked") or {}).items():
+        out.append(f"{v} (not a feature), checked against {mode}'s decision without labels: Cohen's kappa "
+                   f"{c['kappa']:.3f} ({c['polarity']}), flags {c['flagged_share']:.1%} of the windows.")
+    if n.get("views_behind_flags"):
+        out.append("The view that contributed most, per flagged window: "
+                   + ", ".join(f"{v} {k}" for v, k in n["views_behind_flags"].items()) + ".")
     return out
 
 
@@ -277,5 +356,6 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         tau=float(route.get("tau", np.nan)),
         rounds=ev.get("rounds") or distill.get("rounds", []), y_true=y, y_score=s, y_pred=pred,
         metrics=metrics, top_windows=_top(run, target, scores, exp.run.top_windows), notes=notes, counts=counts,
-        main_method=exp.run.mode, warnings=[banner] if banner else [], cuts=cuts)
+        main_method=exp.run.mode, cuts=cuts,
+        warnings=[*([banner] if banner else []), *flag_warnings(run, target, list(ev["methods"]) or [exp.run.mode])])
     return write_report(report_dir(run), data)

@@ -103,6 +103,8 @@ def calibrated(shares: dict[str, float], prior: dict[str, float] | None) -> dict
     return _normalised({k: max(shares[k], FLOOR) / max(prior[k], FLOOR) for k in KINDS})
 
 
+UNDECIDED = 0.01  # a system share this close to even odds decides nothing (a CPU or dtype change could flip it)
+
 @dataclass
 class TriageStats:
     events: int = 0  # events triaged
@@ -110,14 +112,15 @@ class TriageStats:
     cache_hits: int = 0
     abstained: int = 0  # events with no answer in any order (not triaged: their score stays)
     orders: int = 0
-    users: int = 0  # events more likely a user's or client's problem than the system's fault (system_share < 0.5)
+    users: int = 0  # events more likely a user's or client's problem than the system's fault (share < 0.5 - UNDECIDED)
+    undecided: int = 0  # events whose share lies within UNDECIDED of even odds (the triage decides nothing there)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"{self.events} events triaged in {self.orders} orders, {self.asked} asked, {self.cache_hits} from "
                 f"cache, {self.abstained} abstained; {self.users} more likely a user's problem than the system's "
-                f"fault, {self.seconds:.1f} s")
+                f"fault, {self.undecided} undecided (within {UNDECIDED} of even odds), {self.seconds:.1f} s")
 
 
 def triage(client: ChatClient | Callable[[], ChatClient], system: str, events: list[Event],
@@ -181,7 +184,8 @@ def triage(client: ChatClient | Callable[[], ChatClient], system: str, events: l
         d = debiased(answers) if answers else None
         share = d["system"] / (d["system"] + d["user"]) if d else None
         st.abstained += d is None
-        st.users += share is not None and share < 0.5
+        st.users += share is not None and share < 0.5 - UNDECIDED
+        st.undecided += share is not None and abs(share - 0.5) < UNDECIDED
         for k, v in (("template_id", ev.template_id), ("p_system", d and d["system"]), ("p_user", d and d["user"]),
                      ("p_routine", d and d["routine"]), ("system_share", share), ("orders", len(answers))):
             rows[k].append(v)

@@ -41,6 +41,7 @@ class Needs:
     distill: bool = False  # the distillation rounds (their verdicts on the proprietary windows are "generallog")
     judge: bool = False  # the LLM's judgment of each target event (event_scores/)
     views: bool = False  # the small model distilled on the windows the label-free views agree on
+    source_views: bool = False  # the label-free views on the labeled sources too (their events judged and triaged)
 
 
 @dataclass
@@ -57,22 +58,30 @@ class Artifacts:
     small: Callable[[str], dict[str, float]]  # model directory -> P(anomalous) by window id
     llm: Callable[[str], dict[str, float | None]]  # purpose -> P(anomalous) by window id (None: abstained)
     notes: dict[str, dict] = field(default_factory=dict)  # method -> what it wants kept beside its scores (JSON)
+    tables: dict[str, dict[str, pa.Table]] = field(default_factory=dict)  # method -> name -> a table kept beside them
     _memo: dict[object, object] = field(default_factory=dict, repr=False)  # scores and template ids, once each
 
     @property
     def target(self) -> str:
         return self.exp.target
 
-    def table(self, scores: np.ndarray, scorer: str, labels: np.ndarray | None = None) -> pa.Table:
+    def table(self, scores: np.ndarray, scorer: str, labels: np.ndarray | None = None,
+              flagged_by: list[list[str]] | None = None, evidence: list[dict[str, float]] | None = None) -> pa.Table:
         """A ``scores`` table of every window in :attr:`ids` order: ``scores`` cut at the threshold (or
-        ``labels``), the window's route, one ``scorer`` name, no distillation round."""
+        ``labels``), the window's route, one ``scorer`` name, no distillation round; a fusion's explanation of each
+        window (``flagged_by``, ``evidence``: :mod:`fusionlog.contracts`) where given."""
         from fusionlog.contracts import SCORES
 
         s = np.asarray(scores, np.float64)
         lab = (s >= self.threshold) if labels is None else labels
+        n = len(self.ids)
+        fb, ev = SCORES.field("flagged_by").type, SCORES.field("evidence").type
         return pa.table({"window_id": self.ids, "score": s, "label": np.asarray(lab, np.int8),
-                         "route": [self.routes[i] for i in self.ids], "scorer": [scorer] * len(self.ids),
-                         "round": pa.nulls(len(self.ids), pa.int16())}, schema=SCORES)
+                         "route": [self.routes[i] for i in self.ids], "scorer": [scorer] * n,
+                         "round": pa.nulls(n, pa.int16()),
+                         "flagged_by": pa.nulls(n, fb) if flagged_by is None else pa.array(flagged_by, fb),
+                         "evidence": pa.nulls(n, ev) if evidence is None else pa.array(
+                             [list(e.items()) for e in evidence], ev)}, schema=SCORES)
 
     def scores(self, method: str) -> pa.Table:
         """The registered ``method``'s scores table, computed once per run (views feed several methods: the fusion,
@@ -87,6 +96,29 @@ class Artifacts:
         if ("cached", key) not in self._memo:
             self._memo["cached", key] = compute()
         return self._memo["cached", key]
+
+    def of_system(self, system: str) -> Artifacts:
+        """The same run seen with another of its systems (a labeled source) as the target, for the label-free views
+        a learned fusion reads on the sources exactly as on the target: that system's windows (sorted ids), no
+        route (every window ``general``), no small model and no LLM verdicts (a method that asks for them there
+        fails). Built once per system."""
+        if system == self.target:
+            return self
+        if ("system", system) not in self._memo:
+            from fusionlog.train.data import read_windows
+
+            ids = sorted(read_windows(self.run, system, ["window_id"])["window_id"].to_pylist())
+            others = [s for s in [*self.exp.sources, self.exp.target] if s != system]
+            exp = self.exp.model_copy(update={"target": system, "sources": others})
+
+            def unavailable(what: str) -> dict:
+                raise RuntimeError(f"{system} is seen as a source here: no {what} scored its windows")
+
+            self._memo["system", system] = Artifacts(
+                run=self.run, exp=exp, ids=ids, routes=dict.fromkeys(ids, "general"), threshold=self.threshold,
+                models={}, rounds=0, small=lambda _d: unavailable("small model"),
+                llm=lambda _p: unavailable("LLM verdicts"))
+        return self._memo["system", system]  # type: ignore[return-value]
 
     def template_ids(self) -> list[list[int]]:
         """Each window's template ids, in :attr:`ids` order (read once)."""

@@ -41,7 +41,7 @@ class FusionLogDistilled(Method):
     def score(self, art: Artifacts) -> pa.Table:
         by_id = art.small(art.models["views"])
         s = np.array([by_id[i] for i in art.ids], np.float64)
-        _, d = get("fusionlog").decide(art)  # type: ignore[attr-defined]
+        _, d = get("fusionlog-vote").decide(art)  # type: ignore[attr-defined]
         k = int(d.label.sum())
         flags = top_k(s, k)
         art.notes[self.name] = {"cut": self.cut, "fusion_flagged": k, "flagged": int(flags.sum()), "windows": len(s),

@@ -1,4 +1,6 @@
-"""``fusionlog``: the views of the target's windows fused without labels (:func:`fusionlog.fusion.majority`).
+"""``fusionlog-vote``: the views of the target's windows fused without labels (:func:`fusionlog.fusion.majority`),
+a hand-set vote that reads no source label; the baseline of the learned fusion (``fusionlog``,
+:mod:`fusionlog.methods.learned`), and what the distillation on the agreeing views reads.
 
 The voting views are registered methods, each computed on the target itself with its own label-free cut: the LLM's
 event judgment (``llm-events``), ``severity`` (where the system logs levels) and, where windows are sessions of
@@ -27,7 +29,7 @@ vote (with two, which of them is inverted is not identified: both vote). The tra
 kappa, polarity) but does not vote: on every target measured it flags windows at or near the rate of flagging all of
 them, and in a majority of four it pulled the decision below that of three (docs/pipeline.md). The voting views, the
 windows flagged on a broken relation, Dawid–Skene's estimates and the check are kept in
-``modes/fusionlog/notes.json`` and shown in the report.
+``modes/fusionlog-vote/notes.json`` and shown in the report.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def agreement(flags: np.ndarray, fused: np.ndarray) -> dict:
             "polarity": "inverted" if kappa < -0.05 else "agrees" if kappa > 0.05 else "no agreement"}
 
 
-@register("fusionlog")
+@register("fusionlog-vote")
 class FusionLog(Method):
     """The majority of the label-free views: the LLM's event judgment, the target's statistics, severity."""
 
