@@ -2,8 +2,9 @@
 target (the idea of MetaOD, Zhao, Rossi and Akoglu, NeurIPS 2021, and of MetaEns: labeled datasets teach which
 unsupervised detectors to trust on an unlabeled one, from what their scores look like there).
 
-Every view (the LLM's event judgment, severity, keywords, rarity, PCA, Invariant Mining, new events) is computed on
-each system from that system's own unlabeled windows, the sources exactly as the target, and each window gets two
+Every view (the LLM's event judgment, severity, keywords, rarity, PCA, Invariant Mining, new events, and the vote of
+those views, ``fusionlog-vote``: their label-free decision) is computed on each system from that system's own
+unlabeled windows, the sources exactly as the target, and each window gets two
 kinds of **system-agnostic evidence** per view, which name no event and no system:
 
 - ``surprise``: ``-log10`` of the share of the system's windows that the view scores at least as high as this one
@@ -34,7 +35,8 @@ weight is a log-odds per unit of evidence, so each window's log-odds splits into
 the score). Its probability is calibrated on the sources by cross-validation (``CalibratedClassifierCV``, sigmoid).
 
 **The cut** comes from the sources, never from the target: the probability at which the mean F1 over the sources,
-each scored out of fold (5-fold, stratified by system and label), is highest. Windows within :data:`UNDECIDED` of
+each scored out of fold (5-fold, stratified by system and label), is highest (the middle of the widest interval of
+such cuts, :func:`best_cut`). Windows within :data:`UNDECIDED` of
 the cut are counted as undecided (a CPU or dtype change could flip them); they keep the side they fall on.
 """
 
@@ -46,14 +48,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-VIEWS = ("llm-events", "severity", "keywords", "rarity", "pca", "invariants", "new-events")
+# the label-free views, and the vote: the label-free decision of the others (``fusionlog-vote``), a view too
+VIEWS = ("llm-events", "severity", "keywords", "rarity", "pca", "invariants", "new-events", "fusionlog-vote")
 FEATURES = ("surprise", "flag")
 KINDS = ("logistic", "boosting")
 LAYOUTS = ("ranked", "per-view")
 RANKS = 3  # the ranked layout: the three strongest views' evidence of each kind
 FOLDS = 5
 UNDECIDED = 0.01  # |P - cut| below this: undecided (counted and reported)
-VERSION = "combiner-v1"
+VERSION = "combiner-v3"  # v2: the vote among the views; v3: the cut in the middle of the best interval
 
 Evidence = dict[str, np.ndarray]  # feature kind -> windows x VIEWS
 
@@ -197,14 +200,29 @@ def _weights(systems: np.ndarray) -> np.ndarray:
 
 def best_cut(p: np.ndarray, y: np.ndarray, systems: np.ndarray) -> tuple[float, float]:
     """The probability cut with the highest mean F1 over the systems (each scored at the same cut), and that F1.
-    Candidates: every distinct probability (rounded to 1e-6); among equal means the highest cut (fewest flags)."""
+
+    Every cut between two neighbouring probabilities flags the same windows, so the best F1 holds on an interval of
+    cuts, often a wide one (the sources' probabilities leave a gap between their anomalies and the rest); the cut is
+    the middle of the widest such interval, not its edge: where the target's probabilities fall in that gap, an edge
+    would be decided by which windows the cross-validation happened to hold out (a seed, a CPU)."""
     groups = [(y[systems == s], p[systems == s]) for s in np.unique(systems)]
-    best, best_f = 0.5, -1.0
-    for c in np.unique(np.round(p, 6)):
-        f1 = float(np.mean([_f1(yy, pp >= c) for yy, pp in groups]))
-        if f1 >= best_f:
-            best, best_f = float(c), f1
-    return best, best_f
+    cands = np.unique(np.round(p, 6))
+    if not len(cands):
+        return 0.5, 0.0
+    f1 = np.array([np.mean([_f1(yy, pp >= c) for yy, pp in groups]) for c in cands])
+    best = float(f1.max())
+    on = np.isclose(f1, best, rtol=0.0, atol=1e-9)
+    lows = np.concatenate([[0.0], cands[:-1]])  # a cut in (lows[j], cands[j]] flags what cands[j] flags
+    runs, start = [], None
+    for j, hit in enumerate(on):
+        if hit and start is None:
+            start = j
+        if start is not None and (not hit or j == len(on) - 1):
+            end = j if hit else j - 1
+            runs.append((cands[end] - lows[start], lows[start], cands[end]))
+            start = None
+    _, lo, hi = max(runs)
+    return float((lo + hi) / 2), best
 
 
 EVIDENCE_COLUMNS = [f"{f}:{v}" for f in FEATURES for v in VIEWS]

@@ -121,17 +121,20 @@ class Ctx:
     def judged_sources(self) -> list[str]:
         """The sources whose events the LLM judges too: the small model's ``llm`` event feature needs them, and a
         method that reads the label-free views on the sources (:attr:`Needs.source_views`)."""
-        return list(self.exp.sources) if model_reads_llm(self.exp, self.methods) or self.need_source_views() else []
+        viewed = self.viewed_sources()
+        return list(self.exp.sources) if model_reads_llm(self.exp, self.methods) else viewed
 
-    def need_source_views(self) -> bool:
-        return any(x.needs.source_views for x in self.methods)
+    def viewed_sources(self) -> list[str]:
+        """The sources whose label-free views a chosen method reads (:meth:`Method.source_systems`)."""
+        wanted = {s for x in self.methods for s in x.source_systems(self.exp)}
+        return [s for s in self.exp.sources if s in wanted]
 
     def triaged(self) -> list[str]:
         """The systems whose failure events the LLM triages (``llm.event_triage_prompt``): the target, and the
-        sources where a method reads their views (the views must be computed there exactly as on the target)."""
+        sources whose views a method reads (the views must be computed there exactly as on the target)."""
         if not self.llm.event_triage_prompt or not self.judged():
             return []
-        return [self.exp.target, *(self.exp.sources if self.need_source_views() else [])]
+        return [self.exp.target, *self.viewed_sources()]
 
     def judged(self) -> list[str]:
         """The systems whose events the LLM judges: the target when a method reads the event scores, and

@@ -82,10 +82,14 @@ def test_the_cut_has_the_best_mean_f1_over_the_systems() -> None:
     p = np.array([0.9, 0.6, 0.1, 0.1, 0.7, 0.4, 0.3, 0.2])
     sys = np.array(["a"] * 4 + ["b"] * 4)
     cut, f1 = best_cut(p, y, sys)
-    # at 0.4, a: 1 of 2 flags right, b: both found; at 0.7, a: its one found, b: one of two: the same mean, and the
-    # higher cut (fewer flags) wins the draw; lower or higher, the mean falls
-    assert cut == 0.7 and f1 == pytest.approx((2 / 3 + 1.0) / 2)
-    assert best_cut(p, y, np.array(["a"] * 8)) == (0.4, pytest.approx(6 / 7))  # one system: its own best cut
+    # at 0.4, a: 1 of 2 flags right, b: both found; at 0.7, a: its one found, b: one of two: the same mean (every cut
+    # in (0.3, 0.4] flags what 0.4 flags, every one in (0.6, 0.7] what 0.7 flags); lower or higher, the mean falls
+    assert f1 == pytest.approx((2 / 3 + 1.0) / 2) and cut in (pytest.approx(0.35), pytest.approx(0.65))
+    one, f = best_cut(p, y, np.array(["a"] * 8))  # one system: its own best, all three anomalies at 0.4 (0.3, 0.4]
+    assert f == pytest.approx(6 / 7) and one == pytest.approx(0.35)
+    # a wide gap between the anomalies and the rest: the cut is its middle, whatever the fold held out
+    wide, _ = best_cut(np.array([0.95, 0.9, 0.2, 0.1]), np.array([1, 1, 0, 0]), np.array(["a"] * 4))
+    assert wide == pytest.approx(0.55)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +128,40 @@ def labeled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SystemViews]:
     out = {"HDFS": system_views(art, "HDFS", labeled=True), "OpenStackKalaki": system_views(art, "OpenStackKalaki",
                                                                                             labeled=True)}
     assert not out["HDFS"].applies["severity"] and out["HDFS"].applies["invariants"]  # sequences: no levels
+    out["_art"] = art  # type: ignore[assignment]
     return out
+
+
+def test_learned_where_a_source_has_windows_of_the_targets_family_and_the_vote_where_none_has(
+        labeled: dict[str, SystemViews]) -> None:
+    import json
+
+    from fusionlog.config import DatasetSpec
+    from fusionlog.methods import Artifacts, get
+
+    art: Artifacts = labeled["_art"]  # type: ignore[assignment]
+    ids = art.ids
+    small = lambda _d: dict.fromkeys(ids, 0.0)  # noqa: E731  (the small model's check only: it scores nothing)
+
+    def fresh(exp: object) -> Artifacts:
+        return Artifacts(run=art.run, exp=exp, ids=ids, routes=art.routes, threshold=0.5,  # type: ignore[arg-type]
+                         models={"general": "-"}, rounds=0, small=small, llm=lambda _p: {})
+
+    method = get("fusionlog")
+    learned = fresh(art.exp)
+    t = method.score(learned)
+    notes = learned.notes["fusionlog"]
+    assert notes["combiner"]["sources"].keys() == {"OpenStackKalaki"} and set(t["scorer"].to_pylist()) == {"combiner"}
+    assert learned.tables["fusionlog"]["combiner_train"].num_rows == len(labeled["OpenStackKalaki"].ids)
+    assert json.dumps(notes, default=float)  # what the detect stage writes
+    # the same blocks cut as a stream (time windows): no source has windows of that family, the vote decides
+    timed = art.exp.model_copy(update={"datasets": {**art.exp.datasets,
+                                                    "HDFS": DatasetSpec(kind="raw", inputs=["x"], window="time")}})
+    assert method.source_systems(timed) == [] and get("fusionlog-ungated").source_systems(timed) == ["OpenStackKalaki"]
+    voted = fresh(timed)
+    t = method.score(voted)
+    assert set(t["scorer"].to_pylist()) == {"vote"} and voted.notes["fusionlog"]["combiner"] is None
+    assert t["label"].to_pylist() == voted.scores("fusionlog-vote")["label"].to_pylist()
 
 
 def test_learned_on_one_real_system_it_finds_the_anomalies_of_another(labeled: dict[str, SystemViews]) -> None:

@@ -91,7 +91,7 @@ def test_keywords_vote_where_no_level_is_logged_and_windows_are_messages(bgl_run
                                                                            hdfs_natural_run: Path) -> None:
     from fusionlog.events import write_events
 
-    fused = get("fusionlog")
+    fused = get("fusionlog-vote")
     assert fused.views(artifacts(bgl_runs["levels"])) == ["llm-events", "severity"]  # type: ignore[attr-defined]
     assert fused.views(artifacts(bgl_runs["no-levels"])) == ["llm-events", "keywords"]  # type: ignore[attr-defined]
     # every line at one level (a system that logs nothing but INFO): the level field tells the lines nothing

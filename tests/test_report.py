@@ -343,3 +343,44 @@ def test_inside_notes_show_the_sessions_inside_the_slice() -> None:
     (note,) = inside_notes(ev)
     assert "RULE; M = 56 s" in note and "303 of 1782" in note and "10 anomalous" in note and "0.182" in note
     assert "fusionlog 0.000" in note and "all-anomalous 0.064" in note
+
+
+def test_a_method_that_flags_implausibly_many_windows_is_named_with_the_events_behind(
+        hdfs_natural_run: Path) -> None:
+    """On real HDFS blocks: a method flagging every block that holds the most common event (in most blocks) gets a
+    warning naming that event; one flagging a few blocks gets none."""
+    from fusionlog.evaluate.run_report import flag_warnings
+    from fusionlog.modes import combine as rows
+    from fusionlog.modes import write_scores
+    from fusionlog.train.data import read_windows
+
+    t = read_windows(hdfs_natural_run, "HDFS", ["window_id", "template_ids"])
+    ids, tids = t["window_id"].to_pylist(), t["template_ids"].to_pylist()
+    df: dict[int, int] = {}
+    for x in tids:
+        for e in set(x):
+            df[e] = df.get(e, 0) + 1
+    common = max((e for e in df if df[e] < len(ids)), key=df.get)  # the most common event that some block lacks
+    assert 0.2 < df[common] / len(ids) < 1
+    flags = {i: float(common in x) for i, x in zip(ids, tids, strict=True)}
+    routes = dict.fromkeys(ids, "general")
+    write_scores(hdfs_natural_run, "many", "HDFS", rows(ids, routes, flags, {}, "none", 0.5, None))
+    few = {i: float(k < 10) for k, i in enumerate(ids)}
+    write_scores(hdfs_natural_run, "few", "HDFS", rows(ids, routes, few, {}, "none", 0.5, None))
+    lines = flag_warnings(hdfs_natural_run, "HDFS", ["many", "few", "absent"])
+    assert len(lines) == 1 and lines[0].startswith("many flags ")
+    import pyarrow.parquet as pq
+
+    from fusionlog.rundir import table_dir
+
+    tt = pq.read_table(table_dir(hdfs_natural_run, "templates", "HDFS")).to_pandas().set_index("template_id")
+    assert tt.loc[common, "template"][:40] in lines[0] and "100% of them" in lines[0]
+
+
+def test_why_a_window_was_flagged_reads_its_views_and_their_evidence() -> None:
+    from fusionlog.evaluate.run_report import why
+
+    assert why(None, None) is None
+    text = why(["llm-events", "severity"], [("llm-events", 1.2), ("severity", 0.4), ("rarity", 0.0)])
+    assert text == "flagged by llm-events, severity; evidence llm-events +1.20, severity +0.40"
+    assert why([], [("pca", -0.3)]) == "flagged by no view on its own; evidence pca -0.30"

@@ -42,7 +42,7 @@ def flagged_lines(run: Path, system: str) -> pd.DataFrame:
     w = pd.read_parquet(run / "windows" / f"system={system}", columns=["window_id", "template_ids", "label"])
     w = w[w.template_ids.map(len) == 1].copy()
     w["tid"] = w.template_ids.map(lambda x: int(x[0]))
-    fused = pd.read_parquet(run / "modes" / "fusionlog" / "scores" / f"system={system}",
+    fused = pd.read_parquet(run / "modes" / "fusionlog-vote" / "scores" / f"system={system}",
                             columns=["window_id", "label"]).set_index("window_id").label
     w["fused"] = w.window_id.map(fused).fillna(0).astype(int)
     return w

@@ -182,8 +182,12 @@ def fusion_notes(run: Path, mode: str, judge: dict) -> list[str]:
     p = method_notes_file(run, mode)
     if p.exists():
         n = json.loads(p.read_text())
-        if "combiner" in n:
+        if n.get("combiner"):
             out += combiner_notes(mode, n)
+        elif "why_vote" in n:
+            out.append(f"{mode}: the vote of the label-free views decides here ({n['why_vote']}: what the sources' "
+                       f"labels teach about {', '.join(n.get('sources') or []) or 'them'} does not apply to "
+                       f"{n.get('family')}); {n.get('flagged', 0)} of {n.get('windows', 0)} windows flagged.")
         if "voting" in n:
             est = n.get("estimates") or {"views": {}, "prior": float("nan")}
             views = "; ".join(f"{v}: sensitivity {q['sensitivity']:.2f}, specificity {q['specificity']:.2f}, "

@@ -144,6 +144,11 @@ class Method:
         """What, beyond the artifacts, this method's scores depend on (added to the detect stage's hash)."""
         return None
 
+    def source_systems(self, exp: ExperimentConfig) -> list[str]:
+        """The sources whose label-free views it reads (:attr:`Needs.source_views`): their events are judged and
+        triaged like the target's."""
+        return list(exp.sources) if self.needs.source_views else []
+
     def score(self, art: Artifacts) -> pa.Table:  # pragma: no cover (abstract)
         raise NotImplementedError
 

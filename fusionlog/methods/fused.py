@@ -127,4 +127,9 @@ class FusionLog(Method):
                                           "flagged": int(alone.sum()), "beyond_majority": int(beyond.sum())},
                                 "estimates": d.fused.summary() if d.fused else None, "checked": checks,
                                 "flagged": int(d.label.sum()), "windows": len(d.label)}
-        return art.table(d.score, "fusion", labels=d.label)
+        scores = {v: art.scores(v)["score"].to_numpy() for v in d.voting}
+        flags = {v: scores[v] >= art.threshold for v in d.voting}
+        flagged_by = [[v for v in d.voting if flags[v][i]] + (["invariants"] if alone[i] else [])
+                      for i in range(len(d.label))]
+        evidence = [{v: float(scores[v][i]) for v in d.voting} for i in range(len(d.label))]
+        return art.table(d.score, "fusion", labels=d.label, flagged_by=flagged_by, evidence=evidence)

@@ -1,10 +1,17 @@
 """``fusionlog``: the label-free views fused by a combiner learned on the labeled sources (:mod:`fusionlog.combine`).
 
-The views are registered methods (:data:`fusionlog.combine.VIEWS`), computed on each source from its own unlabeled
-windows (:meth:`Artifacts.of_system`) exactly as on the target; the sources' labels teach the combiner how their
-evidence relates to anomalies, and its cut; the target's labels are never read. ``fusionlog-boosted`` is the same
-with monotone gradient-boosted trees. Each window's scores row says which views flagged it and each view's share
-of the combined log-odds (``flagged_by``, ``evidence``).
+The views are registered methods (:data:`fusionlog.combine.VIEWS`, the vote of the others among them), computed on
+each source from its own unlabeled windows (:meth:`Artifacts.of_system`) exactly as on the target; the sources'
+labels teach the combiner how their evidence relates to anomalies, and its cut; the target's labels are never read.
+
+**The gate**: windows are sessions of an identifier (a block, an instance, a job) or cut from a stream of lines
+(single lines, fixed-size or time windows), and evidence relates to anomalies differently in the two: an anomalous
+session is one that a selective view flags alone (a broken count relation), an anomalous line of a sampled log one
+that two unselective views flag together. Where no labeled source has windows of the target's family, what the
+sources teach does not apply (measured: docs/transfer.md), and ``fusionlog`` gives the vote's decision, saying so.
+``fusionlog-ungated`` has no gate; ``fusionlog-logistic`` has a logistic combiner. Each window's scores row says which
+views flagged it and each view's share of the combined log-odds (``flagged_by``, ``evidence``; the views' scores
+where the vote decides).
 
 The combiner's training set (the sources' features, labels and system) is kept beside the scores
 (``modes/<method>/combiner_train/``, Parquet) so that ``fusionlog detect`` on a later month refits the
@@ -13,12 +20,18 @@ same combiner (deterministic for the seed) without the sources' windows; its wei
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 
 from fusionlog.combine import FEATURES, VIEWS, SystemViews
 from fusionlog.methods import Artifacts, Method, Needs, get, register
 
+if TYPE_CHECKING:
+    from fusionlog.config import ExperimentConfig
+
+VOTE = "fusionlog-vote"
 SESSION_VIEWS = ("rarity", "pca")  # statistics of a window's composition: they apply where windows are sessions
 RELATION_VIEWS = ("invariants",)  # count relations: sessions of an identifier only (a workflow, not a chunk)
 
@@ -38,11 +51,25 @@ def applies(art: Artifacts) -> dict[str, bool]:
                 else identified if v in RELATION_VIEWS else True) for v in VIEWS}
 
 
+def family(exp: ExperimentConfig, system: str) -> str:
+    """``sessions`` (windows are sessions of an identifier: a block, an instance, a job) or ``streams`` (windows cut
+    from a stream of lines: single lines, fixed-size or time windows): what the learned fusion transfers within."""
+    from fusionlog.experiment import window_kinds
+
+    return "sessions" if window_kinds(exp).get(system) == "session" else "streams"
+
+
 def system_views(art: Artifacts, system: str, labeled: bool) -> SystemViews:
     """The views on ``system``'s windows (the target, or a source seen as one); its labels where ``labeled``."""
     a = art.of_system(system)
-    scores = {v: a.scores(v)["score"].to_numpy().astype(np.float64) for v in VIEWS}
-    flags = {v: a.scores(v)["label"].to_numpy().astype(bool) for v in VIEWS}
+    scores, flags = {}, {}
+    for v in VIEWS:
+        if v == VOTE:  # its decision (its scores table also checks the small model, which a source does not have)
+            _, d = get(v).decide(a)  # type: ignore[attr-defined]
+            scores[v], flags[v] = np.asarray(d.score, np.float64), np.asarray(d.label, bool)
+        else:
+            scores[v] = a.scores(v)["score"].to_numpy().astype(np.float64)
+            flags[v] = a.scores(v)["label"].to_numpy().astype(bool)
     labels = None
     if labeled:
         from fusionlog.train.data import read_windows
@@ -56,51 +83,76 @@ def system_views(art: Artifacts, system: str, labeled: bool) -> SystemViews:
 
 @register("fusionlog")
 class LearnedFusion(Method):
-    """The label-free views, weighed by a logistic combiner learned on the labeled sources."""
+    """The label-free views and their vote, weighed by monotone boosted trees learned on the labeled sources; the
+    vote where no source has windows of the target's family."""
 
     needs = Needs(models=("general",), judge=True, source_views=True)
-    kind = "logistic"
+    kind = "boosting"
     layout = "ranked"
+    gated = True  # no source of the target's family: the vote decides
     cut = ("the combiner's calibrated probability at the cut with the best mean F1 over the labeled sources, each "
-           "scored out of fold")
+           "scored out of fold (the vote's decision where no source has windows of the target's family)")
 
     def hash_inputs(self, exp: object) -> object:
         from fusionlog.combine import FOLDS, RANKS, UNDECIDED, VERSION
 
-        return {"kind": self.kind, "layout": self.layout, "views": VIEWS, "features": FEATURES, "ranks": RANKS,
-                "folds": FOLDS, "undecided": UNDECIDED,
-                "version": VERSION, "views_in": {v: get(v).hash_inputs(exp) for v in VIEWS}}
+        return {"kind": self.kind, "layout": self.layout, "gated": self.gated, "views": VIEWS, "features": FEATURES,
+                "ranks": RANKS, "folds": FOLDS, "undecided": UNDECIDED, "version": VERSION,
+                "views_in": {v: get(v).hash_inputs(exp) for v in VIEWS}}
+
+    def source_systems(self, exp: ExperimentConfig) -> list[str]:
+        """The sources whose views it reads: every one, or (gated) none where no source has windows of the target's
+        family (the vote decides there; the sources' events need not be triaged)."""
+        fam = family(exp, exp.target)
+        return list(exp.sources) if not self.gated or any(family(exp, s) == fam for s in exp.sources) else []
 
     def sources(self, art: Artifacts) -> list[SystemViews]:
-        """The labeled sources' views (a source without labels on every window is left out)."""
-        return [sv for s in art.exp.sources if (sv := system_views(art, s, labeled=True)).labels is not None]
+        """The labeled sources' views (a source without labels on every window is left out); none where the run
+        holds no source's windows (``fusionlog detect`` on a later month: the finished run's training set is read)."""
+        from fusionlog.rundir import table_dir
+
+        return [sv for s in self.source_systems(art.exp) if table_dir(art.run, "windows", s).is_dir()
+                and (sv := system_views(art, s, labeled=True)).labels is not None]
 
     def score(self, art: Artifacts) -> pa.Table:
         from fusionlog.combine import UNDECIDED, evidence, evidence_table, fit, stored_training
+        from fusionlog.methods.fused import CHECKED, agreement
 
-        train = art.cached(("combiner-train",), lambda: self.sources(art))
-        table = evidence_table(train) if train else stored_training(art.run, self.name)  # detect: the run's set
-        comb = fit(table, self.kind, self.layout, art.exp.run.seed)
+        fam = family(art.exp, art.target)
+        if self.source_systems(art.exp):
+            train = art.cached(("combiner-train",), lambda: self.sources(art))
+            table = evidence_table(train) if train else stored_training(art.run, self.name)  # detect: the run's set
+        else:
+            table = evidence_table([])
+        art.tables.setdefault(self.name, {})["combiner_train"] = table  # written by the detect stage
+        kin = [s for s in sorted(set(table["system"].to_pylist())) if family(art.exp, s) == fam]  # sources like it
         tv = system_views(art, art.target, labeled=False)
+        flagged_views = [[v for v in VIEWS if tv.applies[v] and tv.flags[v][i]] for i in range(len(tv.ids))]
+        notes = {"cut": self.cut, "applies": tv.applies, "family": fam, "windows": len(tv.ids),
+                 "view_flagged_share": {v: float(tv.flags[v].mean()) if len(tv.ids) else 0.0 for v in VIEWS},
+                 "training_windows": table.num_rows, "sources": sorted(set(table["system"].to_pylist())),
+                 "sources_of_its_family": kin}
+        if not table.num_rows or (self.gated and not kin):  # the sources teach about another family: the vote
+            vote = art.scores(VOTE)
+            label = vote["label"].to_numpy().astype(bool)
+            art.notes[self.name] = {**notes, "combiner": None, "flagged": int(label.sum()), "sources": art.exp.sources,
+                                    "why_vote": f"no labeled source has windows of the target's family ({fam})"}
+            return art.table(vote["score"].to_numpy(), "vote", labels=label, flagged_by=flagged_views,
+                             evidence=[{v: float(tv.scores[v][i]) for v in VIEWS if tv.applies[v]}
+                                       for i in range(len(tv.ids))])
+        comb = fit(table, self.kind, self.layout, art.exp.run.seed)
         ev = evidence(tv)
         p = comb.proba(ev)
         label = p >= comb.cut
         contrib = comb.contributions(ev)
-        flagged = [[v for v in VIEWS if tv.applies[v] and tv.flags[v][i]] for i in range(len(p))]
-        evid = [{v: float(contrib[v][i]) for v in VIEWS} for i in range(len(p))]
         art.notes[self.name] = {
-            "cut": self.cut, "combiner": comb.to_json(), "applies": tv.applies, "flagged": int(label.sum()),
-            "windows": len(p), "undecided": int((np.abs(p - comb.cut) < UNDECIDED).sum()),
+            **notes, "combiner": comb.to_json(), "flagged": int(label.sum()),
+            "undecided": int((np.abs(p - comb.cut) < UNDECIDED).sum()),
             "flagged_share": float(label.mean()) if len(p) else 0.0,
             "views_behind_flags": _views_behind(contrib, label),
-            "view_flagged_share": {v: float(tv.flags[v].mean()) if len(p) else 0.0 for v in VIEWS},
-            "training_windows": table.num_rows}
-        from fusionlog.methods.fused import CHECKED, agreement
-
-        art.notes[self.name]["checked"] = {v: agreement(art.scores(v)["label"].to_numpy().astype(bool), label)
-                                           for v in CHECKED}  # the small model, checked without labels
-        art.tables.setdefault(self.name, {})["combiner_train"] = table  # written by the detect stage
-        return art.table(p, "combiner", labels=label, flagged_by=flagged, evidence=evid)
+            "checked": {v: agreement(art.scores(v)["label"].to_numpy().astype(bool), label) for v in CHECKED}}
+        return art.table(p, "combiner", labels=label, flagged_by=flagged_views,
+                         evidence=[{v: float(contrib[v][i]) for v in VIEWS} for i in range(len(p))])
 
 
 def _views_behind(contrib: dict[str, np.ndarray], label: np.ndarray) -> dict[str, int]:
@@ -113,15 +165,15 @@ def _views_behind(contrib: dict[str, np.ndarray], label: np.ndarray) -> dict[str
     return {views[k]: int((lead == k).sum()) for k in range(len(views)) if (lead == k).any()}
 
 
-@register("fusionlog-boosted")
-class BoostedFusion(LearnedFusion):
-    """The label-free views, weighed by monotone gradient-boosted trees learned on the labeled sources."""
+@register("fusionlog-ungated")
+class UngatedFusion(LearnedFusion):
+    """``fusionlog`` without its gate: the combiner learned on the sources whatever their windows."""
 
-    kind = "boosting"
+    gated = False
 
 
-@register("fusionlog-per-view")
-class PerViewFusion(LearnedFusion):
-    """The label-free views, each with a logistic weight of its own learned on the labeled sources."""
+@register("fusionlog-logistic")
+class LogisticFusion(LearnedFusion):
+    """``fusionlog`` with a logistic combiner in place of the boosted trees."""
 
-    layout = "per-view"
+    kind = "logistic"
