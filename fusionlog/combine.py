@@ -35,8 +35,9 @@ weight is a log-odds per unit of evidence, so each window's log-odds splits into
 the score). Its probability is calibrated on the sources by cross-validation (``CalibratedClassifierCV``, sigmoid).
 
 **The cut** comes from the sources, never from the target: the probability at which the mean F1 over the sources,
-each scored out of fold (5-fold, stratified by system and label), is highest (the middle of the widest interval of
-such cuts, :func:`best_cut`). Windows within :data:`UNDECIDED` of
+each scored out of fold (5-fold, stratified by system and label, repeated 3 times with fixed shuffles), is highest
+(the middle of the widest interval of such cuts, :func:`best_cut`). The combiner does not depend on the run's
+seed (the small model's): the same sources give the same combiner and cut. Windows within :data:`UNDECIDED` of
 the cut are counted as undecided (a CPU or dtype change could flip them); they keep the side they fall on.
 """
 
@@ -55,8 +56,10 @@ KINDS = ("logistic", "boosting")
 LAYOUTS = ("ranked", "per-view")
 RANKS = 3  # the ranked layout: the three strongest views' evidence of each kind
 FOLDS = 5
+REPEATS = 3  # the cut's cross-validation is repeated this many times (fixed shuffles) and its F1 curves averaged
 UNDECIDED = 0.01  # |P - cut| below this: undecided (counted and reported)
-VERSION = "combiner-v3"  # v2: the vote among the views; v3: the cut in the middle of the best interval
+VERSION = "combiner-v4"  # v2: the vote among the views; v3: the cut in the middle of the best interval; v4: its
+# cross-validation repeated, fixed shuffles, on a grid of cuts; no early stopping (no randomness left)
 
 Evidence = dict[str, np.ndarray]  # feature kind -> windows x VIEWS
 
@@ -175,7 +178,7 @@ class Combiner:
                 "cut": self.cut, "weights": self.weights, "intercept": self.intercept, "sources": self.sources}
 
 
-def _estimator(kind: str, n_features: int, seed: int):  # noqa: ANN202 (a scikit-learn classifier)
+def _estimator(kind: str, n_features: int):  # noqa: ANN202 (a scikit-learn classifier)
     if kind == "logistic":
         from sklearn.linear_model import LogisticRegression
 
@@ -184,7 +187,7 @@ def _estimator(kind: str, n_features: int, seed: int):  # noqa: ANN202 (a scikit
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return HistGradientBoostingClassifier(max_iter=100, max_depth=3, learning_rate=0.1, min_samples_leaf=40,
-                                              monotonic_cst=[1] * n_features, random_state=seed)
+                                              early_stopping=False, monotonic_cst=[1] * n_features, random_state=0)
     raise ValueError(f"unknown combiner {kind!r}: one of {', '.join(KINDS)}")
 
 
@@ -198,31 +201,29 @@ def _weights(systems: np.ndarray) -> np.ndarray:
     return SYSTEM_WEIGHT / counts[inv]
 
 
-def best_cut(p: np.ndarray, y: np.ndarray, systems: np.ndarray) -> tuple[float, float]:
-    """The probability cut with the highest mean F1 over the systems (each scored at the same cut), and that F1.
+GRID = np.round(np.arange(1, 200) / 200, 3)  # the cuts tried: 0.005 ... 0.995
 
-    Every cut between two neighbouring probabilities flags the same windows, so the best F1 holds on an interval of
-    cuts, often a wide one (the sources' probabilities leave a gap between their anomalies and the rest); the cut is
-    the middle of the widest such interval, not its edge: where the target's probabilities fall in that gap, an edge
-    would be decided by which windows the cross-validation happened to hold out (a seed, a CPU)."""
-    groups = [(y[systems == s], p[systems == s]) for s in np.unique(systems)]
-    cands = np.unique(np.round(p, 6))
-    if not len(cands):
-        return 0.5, 0.0
-    f1 = np.array([np.mean([_f1(yy, pp >= c) for yy, pp in groups]) for c in cands])
-    best = float(f1.max())
-    on = np.isclose(f1, best, rtol=0.0, atol=1e-9)
-    lows = np.concatenate([[0.0], cands[:-1]])  # a cut in (lows[j], cands[j]] flags what cands[j] flags
-    runs, start = [], None
-    for j, hit in enumerate(on):
+
+def best_cut(p: np.ndarray | list[np.ndarray], y: np.ndarray, systems: np.ndarray) -> tuple[float, float]:
+    """The probability cut (on :data:`GRID`) with the highest mean F1 over the systems, each scored at the same cut,
+    and that F1; ``p`` may be several out-of-fold predictions of the same windows (repeated cross-validation), whose
+    F1 curves are averaged. The best F1 often holds over an interval of cuts (a gap between the sources'
+    anomalies and the rest); the cut is the middle of the widest such interval, not its edge, which would be decided
+    by which windows a fold happened to hold out."""
+    runs = [p] if isinstance(p, np.ndarray) else list(p)
+    groups = [systems == s for s in np.unique(systems)]
+    curve = np.mean([[np.mean([_f1(y[g], q[g] >= c) for g in groups]) for c in GRID] for q in runs], axis=0)
+    best = float(curve.max())
+    on = np.isclose(curve, best, rtol=0.0, atol=1e-9)
+    spans, start = [], None
+    for j, hit in enumerate([*on, False]):
         if hit and start is None:
             start = j
-        if start is not None and (not hit or j == len(on) - 1):
-            end = j if hit else j - 1
-            runs.append((cands[end] - lows[start], lows[start], cands[end]))
+        elif not hit and start is not None:
+            spans.append((j - start, GRID[start], GRID[j - 1]))
             start = None
-    _, lo, hi = max(runs)
-    return float((lo + hi) / 2), best
+    _, lo, hi = max(spans)
+    return float(round((lo + hi) / 2, 4)), best
 
 
 EVIDENCE_COLUMNS = [f"{f}:{v}" for f in FEATURES for v in VIEWS]
@@ -245,11 +246,13 @@ def _table_evidence(table: pa.Table) -> Evidence:
     return {f: np.column_stack([table[f"{f}:{v}"].to_numpy() for v in VIEWS]) for f in FEATURES}
 
 
-def fit(table: pa.Table, kind: str = "logistic", layout: str = "ranked", seed: int = 0) -> Combiner:
-    """Fit a combiner on an :func:`evidence_table` (module docstring); a system with one class only is left out."""
+def fit(table: pa.Table, kind: str = "logistic", layout: str = "ranked") -> Combiner:
+    """Fit a combiner on an :func:`evidence_table` (module docstring); a system with one class only is left out.
+    Deterministic: the same sources give the same combiner and cut, whatever the run's seed (which is the small
+    model's)."""
     from sklearn.base import clone
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import RepeatedStratifiedKFold
 
     systems = np.array(table["system"].to_pylist(), dtype=str)
     y = table["label"].to_numpy().astype(np.int64)
@@ -262,13 +265,14 @@ def fit(table: pa.Table, kind: str = "logistic", layout: str = "ranked", seed: i
     x = design(_table_evidence(table), layout)[keep]
     y, systems = y[keep], systems[keep]
     w = _weights(systems)
-    base = _estimator(kind, x.shape[1], seed)
+    base = _estimator(kind, x.shape[1])
     model = CalibratedClassifierCV(clone(base), method="sigmoid", cv=FOLDS).fit(x, y, sample_weight=w)
-    oof = np.zeros(len(y))
+    oof = [np.zeros(len(y)) for _ in range(REPEATS)]
     strata = np.char.add(systems, y.astype(str))
-    for tr, te in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, strata):
+    cv = RepeatedStratifiedKFold(n_splits=FOLDS, n_repeats=REPEATS, random_state=0)
+    for k, (tr, te) in enumerate(cv.split(x, strata)):
         m = CalibratedClassifierCV(clone(base), method="sigmoid", cv=3).fit(x[tr], y[tr], sample_weight=w[tr])
-        oof[te] = m.predict_proba(x[te])[:, 1]
+        oof[k // FOLDS][te] = m.predict_proba(x[te])[:, 1]
     cut, _ = best_cut(oof, y, systems)
     weights = intercept = None
     if kind == "logistic":
@@ -279,7 +283,7 @@ def fit(table: pa.Table, kind: str = "logistic", layout: str = "ranked", seed: i
     for s in np.unique(systems):
         g = systems == s
         per[str(s)] = {"windows": int(g.sum()), "anomalous": int(y[g].sum()),
-                       "f1_out_of_fold": _f1(y[g], oof[g] >= cut)}
+                       "f1_out_of_fold": float(np.mean([_f1(y[g], q[g] >= cut) for q in oof]))}
     return Combiner(kind, layout, cut, model, weights, intercept, per)
 
 

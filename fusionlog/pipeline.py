@@ -32,6 +32,7 @@ from fusionlog.console import Reporter
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp, config_hash
 from fusionlog.llm.client import ChatClient
 from fusionlog.methods import Artifacts, Method, chosen, get
+from fusionlog.ray_runtime import own_local_ray
 from fusionlog.rundir import (
     VERDICTS,
     distill_kept_dir,
@@ -269,7 +270,8 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
     if from_stage:
         markers.forget(list(STAGES[STAGES.index(from_stage):]))
     prev = ""
-    try:
+    with own_local_ray(), contextlib.ExitStack() as stack:
+        stack.callback(ctx.close_llm)
         for stage in STAGES:
             key = config_hash(stage, _stage_inputs(ctx, stage), prev)
             done = markers.done(stage, key)
@@ -289,8 +291,6 @@ def run_experiment(exp: ExperimentConfig, run: Path, from_stage: str | None = No
                 ctx.close_llm()  # no later stage asks the LLM: its CPUs and memory go back
             if stage == until:
                 break
-    finally:
-        ctx.close_llm()
     return ctx.state
 
 

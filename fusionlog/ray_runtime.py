@@ -7,9 +7,10 @@ holds it (placement groups and the actors that hold CPUs/GPUs), so a person can 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class ResourceWaitError(RuntimeError):
@@ -34,6 +35,23 @@ def init_ray(num_cpus: int | None = None) -> None:
         return
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
              configure_logging=False, _node_ip_address="127.0.0.1")
+
+
+@contextlib.contextmanager
+def own_local_ray() -> Iterator[None]:
+    """Shut down, on the way out, the local Ray that the body started (none is shut down that was running before it,
+    nor a cluster named by ``RAY_ADDRESS``): each experiment of a ``fusionlog results`` call or a LOSO fold starts
+    with a fresh local cluster. On one long-lived local cluster, the Ray Data encoder actor of a second fresh embed
+    stage, after a first experiment's training, has been seen not to start within its deadline with CPUs free
+    (docs/pipeline.md, "Liveness"); a cluster per experiment has not shown it."""
+    import ray
+
+    before = ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not before and ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
+            ray.shutdown()
 
 
 def _fmt(res: dict[str, float]) -> str:

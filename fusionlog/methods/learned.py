@@ -94,10 +94,10 @@ class LearnedFusion(Method):
            "scored out of fold (the vote's decision where no source has windows of the target's family)")
 
     def hash_inputs(self, exp: object) -> object:
-        from fusionlog.combine import FOLDS, RANKS, UNDECIDED, VERSION
+        from fusionlog.combine import FOLDS, RANKS, REPEATS, UNDECIDED, VERSION
 
         return {"kind": self.kind, "layout": self.layout, "gated": self.gated, "views": VIEWS, "features": FEATURES,
-                "ranks": RANKS, "folds": FOLDS, "undecided": UNDECIDED, "version": VERSION,
+                "ranks": RANKS, "folds": FOLDS, "repeats": REPEATS, "undecided": UNDECIDED, "version": VERSION,
                 "views_in": {v: get(v).hash_inputs(exp) for v in VIEWS}}
 
     def source_systems(self, exp: ExperimentConfig) -> list[str]:
@@ -140,7 +140,7 @@ class LearnedFusion(Method):
             return art.table(vote["score"].to_numpy(), "vote", labels=label, flagged_by=flagged_views,
                              evidence=[{v: float(tv.scores[v][i]) for v in VIEWS if tv.applies[v]}
                                        for i in range(len(tv.ids))])
-        comb = fit(table, self.kind, self.layout, art.exp.run.seed)
+        comb = fit(table, self.kind, self.layout)
         ev = evidence(tv)
         p = comb.proba(ev)
         label = p >= comb.cut
