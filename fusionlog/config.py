@@ -620,8 +620,9 @@ class LLMConfig(_Model):
     # or client's problem, or routine, asked as a multiple choice in triage_orders orders of the kinds (order bias
     # cancels only in all 6: each kind in each place twice, and the system's fault before a user's problem as often as
     # after; 3 puts each kind in each place once, the system's fault first of the two twice); the LLM view keeps a
-    # failure only where it is more likely the system's than a user's (None: no triage)
-    event_triage_prompt: str | None = "event_triage_v1"
+    # failure only where it is more likely the system's than a user's (None: no triage, the default by LOSO:
+    # docs/transfer.md; event_triage_v2 states the kinds in general terms, event_triage_v1 is kept for the record)
+    event_triage_prompt: str | None = None
     triage_orders: int = Field(6, ge=1, le=6)
     max_tokens: int = Field(128, ge=16)
     timeout_s: float = Field(600, gt=0)  # per request: 8 concurrent ~1k-token prompts take minutes on 2 CPU cores

@@ -200,3 +200,43 @@ def test_boosted_trees_never_score_more_evidence_lower(labeled: dict[str, System
     ev = evidence(labeled["HDFS"])
     more = {f: m * 1.5 for f, m in ev.items()}
     assert (comb.proba(more) >= comb.proba(ev) - 1e-9).all()
+
+
+def test_where_the_vote_decides_a_view_that_flags_most_windows_does_not_vote(labeled: dict[str, SystemViews]) -> None:
+    """HDFS blocks with the LLM's view flagging every block that holds a common event (in most of them, as a warning
+    logged in half a system's windows): the vote as it is lets it vote, the vote the learned fusion falls back on
+    does not."""
+    import pyarrow as pa
+
+    from fusionlog.llm.judge import EVENT_SCORES, write_event_scores
+    from fusionlog.methods import Artifacts, get
+    from fusionlog.train.data import read_windows
+
+    art: Artifacts = labeled["_art"]  # type: ignore[assignment]
+    tids = read_windows(art.run, "HDFS", ["template_ids"])["template_ids"].to_pylist()
+    df: dict[int, int] = {}
+    for x in tids:
+        for e in set(x):
+            df[e] = df.get(e, 0) + 1
+    common = max((e for e in df if df[e] < len(tids)), key=df.get)
+    assert df[common] / len(tids) > 0.5
+    events = sorted(df)
+    score = [0.9 if e == common else 0.1 for e in events]
+    none = [None] * len(events)
+    write_event_scores(art.run, "HDFS", pa.table({"template_id": events, "p_yes": score, "score": score,
+                                                  "score_cf": none, "kind": ["verdict"] * len(events),
+                                                  "p_counter": none}, schema=EVENT_SCORES))
+    try:
+        fresh = Artifacts(run=art.run, exp=art.exp, ids=art.ids, routes=art.routes, threshold=0.5, models={},
+                          rounds=0, small=lambda _d: {}, llm=lambda _p: {})
+        vote = get("fusionlog-vote")
+        _, as_is = vote.decide(fresh)  # type: ignore[attr-defined]
+        _, ruled = vote.decide(fresh, most=0.5)  # type: ignore[attr-defined]
+        # as it is, the view is weighed (here Dawid-Skene finds it going against rarity and PCA and leaves it out;
+        # with one view fewer on its side it would decide); where the learned fusion falls back, it is not a candidate
+        assert "llm-events" in as_is.fused.sensitivity and "llm-events" not in ruled.fused.sensitivity
+        assert ruled.voting == ["rarity", "pca"]
+    finally:  # the other tests' LLM: it abstained on every event
+        write_event_scores(art.run, "HDFS", pa.table({"template_id": events, "p_yes": none, "score": none,
+                                                      "score_cf": none, "kind": ["abstained"] * len(events),
+                                                      "p_counter": none}, schema=EVENT_SCORES))

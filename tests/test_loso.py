@@ -43,7 +43,7 @@ def test_loso_scores_each_system_as_the_target_of_the_others(double: FakeOpenAIE
                                "backoff_s": 0.01}},
     }
     path = tmp_path / "slice.yaml"
-    path.write_text(yaml.safe_dump(dev))
+    path.write_text(yaml.safe_dump(dev, sort_keys=False))
     root = tmp_path / "loso"
     out = loso(load_devset(path), root, [0])
     assert list(out["targets"]) == ["HDFS", "BGL", "OpenStackKalaki"]

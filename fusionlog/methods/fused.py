@@ -101,14 +101,18 @@ class FusionLog(Method):
         """Whether the target's windows are sessions (median at least MIN_SESSION events)."""
         return float(np.median([len(x) for x in art.template_ids()] or [0])) >= MIN_SESSION
 
-    def decide(self, art: Artifacts) -> tuple[list[str], Decision]:
-        """The candidate views on this target and the fused decision (the distillation's pseudo-labels too)."""
+    def decide(self, art: Artifacts, most: float | None = None) -> tuple[list[str], Decision]:
+        """The candidate views on this target and the fused decision (the distillation's pseudo-labels too). With
+        ``most``, a view that flags more than that share of the windows does not vote: what holds in most windows
+        of a system is not evidence of an anomaly there (the learned fusion's fallback: ``fusionlog.methods.learned``;
+        the vote itself keeps every view, as measured)."""
         from fusionlog.experiment import window_kinds
         from fusionlog.fusion import majority
         from fusionlog.methods.invariants import target_invariants
 
         names = self.views(art)
-        scores = {v: art.scores(v)["score"].to_numpy().astype(np.float64) for v in names}
+        scores = {v: art.scores(v)["score"].to_numpy().astype(np.float64) for v in names
+                  if most is None or float(art.scores(v)["label"].to_numpy().mean() if art.ids else 0.0) <= most}
         alone = None
         if self.sessions(art) and window_kinds(art.exp).get(art.target) == "session":
             alone = target_invariants(art)[1].relation

@@ -8,14 +8,18 @@ labels teach the combiner how their evidence relates to anomalies, and its cut; 
 (single lines, fixed-size or time windows), and evidence relates to anomalies differently in the two: an anomalous
 session is one that a selective view flags alone (a broken count relation), an anomalous line of a sampled log one
 that two unselective views flag together. Where no labeled source has windows of the target's family, what the
-sources teach does not apply (measured: docs/transfer.md), and ``fusionlog`` gives the vote's decision, saying so.
+sources teach does not apply (measured: docs/transfer.md), and ``fusionlog`` gives the vote's decision, saying so;
+there a view that flags more than half of the target's windows does not vote (what holds in most windows of a system
+is not evidence of an anomaly there: a warning logged in 54 % of a system's windows once made the vote flag them all;
+on the development set no view of BGL_2k, the one target decided so, flags more than 35 %).
 ``fusionlog-ungated`` has no gate; ``fusionlog-logistic`` has a logistic combiner. Each window's scores row says which
 views flagged it and each view's share of the combined log-odds (``flagged_by``, ``evidence``; the views' scores
 where the vote decides).
 
-The combiner's training set (the sources' features, labels and system) is kept beside the scores
-(``modes/<method>/combiner_train/``, Parquet) so that ``fusionlog detect`` on a later month refits the
-same combiner (deterministic for the seed) without the sources' windows; its weights and cut are in the notes.
+The combiner's training set (the sources' evidence, labels and system) is kept beside the scores
+(``modes/<method>/combiner_train/``, Parquet) so that ``fusionlog detect`` on a later month refits the same combiner
+(the fit is deterministic) without the sources' windows; its cut, the sources' out-of-fold F1 at it and (logistic)
+its weights are in the notes.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from fusionlog.config import ExperimentConfig
 
 VOTE = "fusionlog-vote"
+MOST = 0.5  # where the vote decides, a view that flags more than half the windows does not vote (module docstring)
 SESSION_VIEWS = ("rarity", "pca")  # statistics of a window's composition: they apply where windows are sessions
 RELATION_VIEWS = ("invariants",)  # count relations: sessions of an identifier only (a workflow, not a chunk)
 
@@ -44,7 +49,7 @@ def applies(art: Artifacts) -> dict[str, bool]:
     from fusionlog.events import read_events
     from fusionlog.experiment import window_kinds
 
-    sessions = get("fusionlog-vote").sessions(art)  # type: ignore[attr-defined]
+    sessions = get(VOTE).sessions(art)  # type: ignore[attr-defined]
     levels = set(read_events(art.run, art.target)["max_level"].to_pylist()) - {"unknown"}
     identified = sessions and window_kinds(art.exp).get(art.target) == "session"
     return {v: (bool(levels) if v == "severity" else sessions if v in SESSION_VIEWS
@@ -98,6 +103,7 @@ class LearnedFusion(Method):
 
         return {"kind": self.kind, "layout": self.layout, "gated": self.gated, "views": VIEWS, "features": FEATURES,
                 "ranks": RANKS, "folds": FOLDS, "repeats": REPEATS, "undecided": UNDECIDED, "version": VERSION,
+                "fallback": {"vote": get(VOTE).hash_inputs(exp), "most": MOST},
                 "views_in": {v: get(v).hash_inputs(exp) for v in VIEWS}}
 
     def source_systems(self, exp: ExperimentConfig) -> list[str]:
@@ -133,11 +139,12 @@ class LearnedFusion(Method):
                  "training_windows": table.num_rows, "sources": sorted(set(table["system"].to_pylist())),
                  "sources_of_its_family": kin}
         if not table.num_rows or (self.gated and not kin):  # the sources teach about another family: the vote
-            vote = art.scores(VOTE)
-            label = vote["label"].to_numpy().astype(bool)
+            _, d = get(VOTE).decide(art, most=MOST)  # type: ignore[attr-defined]
+            label = np.asarray(d.label, bool)
             art.notes[self.name] = {**notes, "combiner": None, "flagged": int(label.sum()), "sources": art.exp.sources,
-                                    "why_vote": f"no labeled source has windows of the target's family ({fam})"}
-            return art.table(vote["score"].to_numpy(), "vote", labels=label, flagged_by=flagged_views,
+                                    "why_vote": f"no labeled source has windows of the target's family ({fam})",
+                                    "voting": d.voting}
+            return art.table(d.score, "vote", labels=label, flagged_by=flagged_views,
                              evidence=[{v: float(tv.scores[v][i]) for v in VIEWS if tv.applies[v]}
                                        for i in range(len(tv.ids))])
         comb = fit(table, self.kind, self.layout)
