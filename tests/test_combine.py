@@ -240,3 +240,14 @@ def test_where_the_vote_decides_a_view_that_flags_most_windows_does_not_vote(lab
         write_event_scores(art.run, "HDFS", pa.table({"template_id": events, "p_yes": none, "score": none,
                                                       "score_cf": none, "kind": ["abstained"] * len(events),
                                                       "p_counter": none}, schema=EVENT_SCORES))
+
+
+def test_a_combiner_that_predicts_its_sources_no_better_than_flagging_everything_learned_nothing() -> None:
+    from fusionlog.combine import Combiner
+    from fusionlog.methods.learned import learned_anything
+
+    flat = Combiner("boosting", "ranked", 0.035, None, sources={"S": {"windows": 2069, "anomalous": 198,
+                                                                      "f1_out_of_fold": 2 * 198 / (2069 + 198)}})
+    useful = Combiner("boosting", "ranked", 0.4, None, sources={"S": {"windows": 2069, "anomalous": 198,
+                                                                        "f1_out_of_fold": 0.6}})
+    assert not learned_anything(flat) and learned_anything(useful)

@@ -62,7 +62,9 @@ def test_evaluate_on_an_unlabeled_system(spark, data, tmp_path) -> None:  # noqa
     for mode, flag in (("all-anomalous", np.ones(n)), ("rarity", np.arange(n) % 4 == 0)):  # what each flags
         write_scores(tmp_path, mode, "Zookeeper", pa.table(
             {"window_id": wid, "score": flag.astype(np.float64), "label": flag.astype(np.int8),
-             "route": ["general"] * n, "scorer": [mode] * n, "round": pa.nulls(n, pa.int16())}, schema=SCORES))
+             "route": ["general"] * n, "scorer": [mode] * n, "round": pa.nulls(n, pa.int16()),
+             "flagged_by": pa.nulls(n, SCORES.field("flagged_by").type),
+             "evidence": pa.nulls(n, SCORES.field("evidence").type)}, schema=SCORES))
     out = evaluate_run(tmp_path, exp, ["all-anomalous", "rarity"], [])
     doc = json.loads(run_metrics_file(tmp_path).read_text())
     assert out.labeled == 0 and out.f1 == {} and doc["labeled"] == 0 and doc["methods"] == {}

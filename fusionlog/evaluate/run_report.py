@@ -69,19 +69,22 @@ def flag_warnings(run: Path, target: str, methods: list[str], limit: float = IMP
     from fusionlog.rundir import method_scores_dir
     from fusionlog.train.data import read_windows
 
-    w = read_windows(run, target, ["window_id", "template_ids"])
-    tids = dict(zip(w["window_id"].to_pylist(), w["template_ids"].to_pylist(), strict=True))
-    tt = pq.read_table(table_dir(run, "templates", target), columns=["template_id", "template"])
-    text = dict(zip(tt["template_id"].to_pylist(), tt["template"].to_pylist(), strict=True))
+    tids: dict | None = None
+    text: dict = {}
     out = []
     for m in methods:
         d = method_scores_dir(run, m, target)
         if not d.is_dir():
             continue
         t = pq.read_table(d, columns=["window_id", "label"])
-        flags = t["label"].to_numpy().astype(bool)
+        flags = t["label"].to_numpy(zero_copy_only=False).astype(bool)
         if not len(flags) or flags.mean() <= limit:
             continue
+        if tids is None:  # the windows' events are read only when some method needs a warning
+            w = read_windows(run, target, ["window_id", "template_ids"])
+            tids = dict(zip(w["window_id"].to_pylist(), w["template_ids"].to_pylist(), strict=True))
+            tt = pq.read_table(table_dir(run, "templates", target), columns=["template_id", "template"])
+            text = dict(zip(tt["template_id"].to_pylist(), tt["template"].to_pylist(), strict=True))
         held_in, held_out = {}, {}
         for wid, f in zip(t["window_id"].to_pylist(), flags, strict=True):
             for e in set(tids.get(wid) or []):

@@ -103,7 +103,7 @@ class LearnedFusion(Method):
 
         return {"kind": self.kind, "layout": self.layout, "gated": self.gated, "views": VIEWS, "features": FEATURES,
                 "ranks": RANKS, "folds": FOLDS, "repeats": REPEATS, "undecided": UNDECIDED, "version": VERSION,
-                "fallback": {"vote": get(VOTE).hash_inputs(exp), "most": MOST},
+                "fallback": {"vote": get(VOTE).hash_inputs(exp), "most": MOST, "unlearned": "flag-all-v1"},
                 "views_in": {v: get(v).hash_inputs(exp) for v in VIEWS}}
 
     def source_systems(self, exp: ExperimentConfig) -> list[str]:
@@ -148,6 +148,16 @@ class LearnedFusion(Method):
                              evidence=[{v: float(tv.scores[v][i]) for v in VIEWS if tv.applies[v]}
                                        for i in range(len(tv.ids))])
         comb = fit(table, self.kind, self.layout)
+        if not learned_anything(comb):  # the sources' labels are no better predicted than by flagging every window
+            _, d = get(VOTE).decide(art, most=MOST)  # type: ignore[attr-defined]
+            label = np.asarray(d.label, bool)
+            art.notes[self.name] = {**notes, "combiner": None, "flagged": int(label.sum()), "voting": d.voting,
+                                    "learned": comb.to_json(),
+                                    "why_vote": "out of fold, the combiner predicts the sources' labels no better "
+                                                "than flagging every window (labels the logs cannot tell apart)"}
+            return art.table(d.score, "vote", labels=label, flagged_by=flagged_views,
+                             evidence=[{v: float(tv.scores[v][i]) for v in VIEWS if tv.applies[v]}
+                                       for i in range(len(tv.ids))])
         ev = evidence(tv)
         p = comb.proba(ev)
         label = p >= comb.cut
@@ -160,6 +170,15 @@ class LearnedFusion(Method):
             "checked": {v: agreement(art.scores(v)["label"].to_numpy().astype(bool), label) for v in CHECKED}}
         return art.table(p, "combiner", labels=label, flagged_by=flagged_views,
                          evidence=[{v: float(contrib[v][i]) for v in VIEWS} for i in range(len(p))])
+
+
+def learned_anything(comb: object) -> bool:
+    """Whether the combiner predicts its sources' labels, out of fold, better than flagging every window does (mean
+    F1 over the sources): where it does not, their labels are not told apart by the logs (loghub OpenStack's
+    file-level labels: its cut flagged every window) and the vote decides."""
+    src = comb.sources  # type: ignore[attr-defined]
+    flag_all = [2 * x["anomalous"] / (x["windows"] + x["anomalous"]) for x in src.values()]
+    return float(np.mean([x["f1_out_of_fold"] for x in src.values()])) > float(np.mean(flag_all)) + 1e-6
 
 
 def _views_behind(contrib: dict[str, np.ndarray], label: np.ndarray) -> dict[str, int]:
