@@ -510,13 +510,19 @@ class ExperimentConfig(_Model):
 
 def load_experiment(name_or_path: str | Path) -> ExperimentConfig:
     """Load ``conf/experiments/<name>.yaml`` (or a YAML path)."""
+    path = _conf_file(name_or_path, "experiments", "experiment")
+    return _validate(ExperimentConfig, read_yaml(path), path)
+
+
+def _conf_file(name_or_path: str | Path, folder: str, what: str) -> Path:
+    """A YAML path as given, or ``conf/<folder>/<name>.yaml``; a missing one names the known ones."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = conf_dir() / "experiments" / f"{name_or_path}.yaml"
+        path = conf_dir() / folder / f"{name_or_path}.yaml"
     if not path.exists():
-        known = sorted(p.stem for p in (conf_dir() / "experiments").glob("*.yaml"))
-        raise ConfigError(f"unknown experiment {str(name_or_path)!r}: no {path} (known: {', '.join(known)})")
-    return _validate(ExperimentConfig, read_yaml(path), path)
+        known = sorted(p.stem for p in (conf_dir() / folder).glob("*.yaml"))
+        raise ConfigError(f"unknown {what} {str(name_or_path)!r}: no {path} (known: {', '.join(known)})")
+    return path
 
 
 class DevSetConfig(_Model):
@@ -553,12 +559,7 @@ class DevSetConfig(_Model):
 
 def load_devset(name_or_path: str | Path) -> DevSetConfig:
     """Load ``conf/devsets/<name>.yaml`` (or a YAML path); every fold is validated now (errors name the file)."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = conf_dir() / "devsets" / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (conf_dir() / "devsets").glob("*.yaml"))
-        raise ConfigError(f"unknown development set {str(name_or_path)!r}: no {path} (known: {', '.join(known)})")
+    path = _conf_file(name_or_path, "devsets", "development set")
     dev = _validate(DevSetConfig, read_yaml(path), path)
     try:
         dev.folds()
