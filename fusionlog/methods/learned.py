@@ -10,8 +10,8 @@ session is one that a selective view flags alone (a broken count relation), an a
 that two unselective views flag together. Where no labeled source has windows of the target's family, what the
 sources teach does not apply (measured: docs/transfer.md), and ``fusionlog`` gives the vote's decision, saying so;
 there a view that flags more than half of the target's windows does not vote (what holds in most windows of a system
-is not evidence of an anomaly there: a warning logged in 54 % of a system's windows once made the vote flag them all;
-on the development set no view of BGL_2k, the one target decided so, flags more than 35 %).
+is not evidence of an anomaly there). The vote decides too where the combiner does no better out of fold than
+flagging every window (it has learned nothing from the sources).
 ``fusionlog-ungated`` has no gate; ``fusionlog-logistic`` has a logistic combiner. Each window's scores row says which
 views flagged it and each view's share of the combined log-odds (``flagged_by``, ``evidence``; the views' scores
 where the vote decides).
