@@ -174,8 +174,8 @@ class LearnedFusion(Method):
 
 def learned_anything(comb: object) -> bool:
     """Whether the combiner predicts its sources' labels, out of fold, better than flagging every window does (mean
-    F1 over the sources): where it does not, their labels are not told apart by the logs (loghub OpenStack's
-    file-level labels: its cut flagged every window) and the vote decides."""
+    F1 over the sources): where it does not, the logs do not tell their labels apart (e.g. labels given per file
+    rather than per window) and the vote decides."""
     src = comb.sources  # type: ignore[attr-defined]
     flag_all = [2 * x["anomalous"] / (x["windows"] + x["anomalous"]) for x in src.values()]
     return float(np.mean([x["f1_out_of_fold"] for x in src.values()])) > float(np.mean(flag_all)) + 1e-6
