@@ -100,6 +100,8 @@ def print_ingest(res) -> None:  # noqa: ANN001
         console.print(f"labels: {res.labels}")
     for note in res.notes:
         console.print(f"[yellow]note:[/] {note}")
+    for warning in res.warnings:
+        console.print(f"[bold red]warning:[/] {warning}")
 
 
 @app.command()

@@ -56,14 +56,62 @@ class DrainConfig(_Model):
     parametrize_numeric_tokens: bool = True
 
 
+TIMESTAMP_NAMED = ("iso8601", "rfc3339", "epoch", "epoch_ms", "epoch_us", "epoch_ns")
+
+
 class TimestampConfig(_Model):
     """How to build a timestamp from header fields: joined by a space, then parsed.
 
-    ``format`` is a ``strptime`` format, or ``epoch`` (seconds, may be fractional).
+    ``format`` is a ``strptime`` format (fractions of a second beyond microseconds are cut to microseconds, so
+    ``%f`` reads nanoseconds), ``iso8601`` / ``rfc3339`` (``2016-10-06T00:17:09.669794202Z``: ``T`` or a space,
+    any fraction, ``Z`` or an offset, converted to UTC), or ``epoch`` / ``epoch_ms`` / ``epoch_us`` / ``epoch_ns``
+    (seconds, milli-, micro-, nanoseconds since 1970 UTC; may be fractional). Times are kept in UTC when they carry
+    a zone, as written when they do not.
     """
 
     fields: list[str]
     format: str
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value not in TIMESTAMP_NAMED and "%" not in value:
+            raise ValueError(f"timestamp format {value!r} is neither a strptime format (with %-directives) nor one "
+                             f"of {', '.join(TIMESTAMP_NAMED)}")
+        return value
+
+
+class EnvelopeConfig(_Model):
+    """Lines wrapped by a container runtime or a log shipper; ``log_format`` then parses the wrapped message.
+
+    - ``json``: one JSON object per line (docker's json-file, Fluent Bit, Vector, journald's JSON export, a
+      structured logger). ``message`` is the JSON path of the line the application wrote (default ``log``);
+      ``fields`` names JSON paths as header fields (``{Time: time, Pod: kubernetes.pod_name}``), usable in
+      ``fields:``, ``timestamp:``, ``sessions:`` and line labels like the fields of ``log_format``. A path is a
+      key, or keys joined by dots for nested objects (a key that itself holds a dot is tried whole first).
+    - ``cri``: the CRI (containerd, CRI-O) line ``<time> <stream> <P|F> <message>``; ``fields`` maps header field
+      names to ``time``, ``stream`` or ``tag``. A partial line (``P``) is read as a line of its own.
+
+    A line that is not such a record, or has no message, is quarantined (``no_header_match``).
+    """
+
+    format: Literal["json", "cri"]
+    message: str | None = None
+    fields: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvelopeConfig:
+        if self.format == "cri":
+            bad = sorted(set(self.fields.values()) - {"time", "stream", "tag"})
+            if bad:
+                raise ValueError(f"a cri envelope has the parts time, stream and tag, not {bad}")
+            if self.message not in (None, "message"):
+                raise ValueError("a cri envelope's message is its last part: leave 'message' out")
+        return self
+
+    @property
+    def message_path(self) -> str:
+        return self.message or ("log" if self.format == "json" else "message")
 
 
 class SessionExtractor(_Model):
@@ -71,14 +119,23 @@ class SessionExtractor(_Model):
 
     The first capture group (or the whole match) is the key; ``format`` may rewrite it
     (``{0}`` = the key). ``all: true`` keeps every match (a line can belong to several sessions).
+    ``source: field`` reads header field ``field`` (of ``log_format`` or the envelope, e.g. a trace id of a JSON
+    record); ``pattern: '.+'`` takes the field whole. Rules are tried in order, content before field before path.
     """
 
-    source: Literal["content", "path"] = "content"
+    source: Literal["content", "field", "path"] = "content"
     pattern: str
     all: bool = False
     format: str | None = None
+    field: str | None = None
 
     _v = field_validator("pattern")(_check_regex)
+
+    @model_validator(mode="after")
+    def _field(self) -> SessionExtractor:
+        if (self.source == "field") != (self.field is not None):
+            raise ValueError("'field' names the header field of a session rule with source: field (and only then)")
+        return self
 
 
 class WindowPolicy(_Model):
@@ -138,6 +195,7 @@ class SystemConfig(_Model):
     name: str
     description: str = ""  # one line for the LLM prompt, e.g. "BlueGene/L supercomputer (RAS events)"
     log_format: str
+    envelope: EnvelopeConfig | None = None  # JSON lines or CRI lines wrapping the message log_format parses
     fields: dict[Literal["level", "component", "node"], str] = {}
     timestamp: TimestampConfig | None = None
     masks: list[MaskRule] = []
@@ -157,12 +215,19 @@ class SystemConfig(_Model):
         names = format_fields(self.log_format)
         if "Content" not in names:
             raise ValueError("log_format must contain <Content>")
+        if self.envelope:
+            clash = sorted(set(names) & set(self.envelope.fields))
+            if clash:
+                raise ValueError(f"envelope fields {clash} are also fields of log_format")
+            names = names + list(self.envelope.fields)
         used = list(self.fields.values()) + (self.timestamp.fields if self.timestamp else [])
+        used += [s.field for s in self.sessions if s.field]
         if isinstance(self.labels, LineFieldLabels):
             used.append(self.labels.field)
         for field in used:
             if field not in names:
-                raise ValueError(f"field {field!r} is not in log_format (has {names})")
+                where = "log_format or the envelope" if self.envelope else "log_format"
+                raise ValueError(f"field {field!r} is not in {where} (has {names})")
         if self.default_window not in self.all_windows():
             raise ValueError(f"default_window {self.default_window!r} is not a defined window policy")
         for name, pol in self.all_windows().items():

@@ -50,6 +50,8 @@ def ingest_dataset(name: str, spec: DatasetSpec, run: Path, progress=None,  # no
     if say:
         for note in res.notes:
             say(f"note: {name}: {note}")
+        for warning in res.warnings:
+            say(f"WARNING: {name}: {warning}")
     anom = "unlabeled" if res.anomalous_windows is None else f"{res.anomalous_windows} anomalous"
     return (f"{res.windows} windows ({anom}), {res.templates} templates, {res.lines} lines, "
             f"{res.quarantined} quarantined")

@@ -14,7 +14,15 @@ from fusionlog.config import ExperimentConfig
 from fusionlog.evaluate.rawlines import raw_lines_many
 from fusionlog.evaluate.report import ReportData, write_report
 from fusionlog.llm.judge import UNDECIDED
-from fusionlog.rundir import method_notes_file, read_verdicts, report_dir, run_metrics_file, stages_dir, table_dir
+from fusionlog.rundir import (
+    ingest_stats_file,
+    method_notes_file,
+    read_verdicts,
+    report_dir,
+    run_metrics_file,
+    stages_dir,
+    table_dir,
+)
 
 METRIC_KEYS = ("precision", "recall", "f1", "pr_auc", "balanced_accuracy")
 
@@ -304,6 +312,16 @@ def inside_notes(ev: dict) -> list[str]:
             + (", ".join(f"{m} {v:.3f}" for m, v in f1.items()) or "none") + "."]
 
 
+def ingest_warnings(run: Path, systems: list[str]) -> list[str]:
+    """The ingest stage's warnings (e.g. a file whose timestamps did not parse) for each of ``systems``."""
+    out = []
+    for system in systems:
+        p = ingest_stats_file(run, system)
+        if p.exists():
+            out += [f"Ingest of {system}: {w}" for w in json.loads(p.read_text()).get("warnings", [])]
+    return out
+
+
 def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -> Path:
     run, target = Path(run), exp.target
     routes = pq.read_table(table_dir(run, "routes", target)).to_pandas()
@@ -364,5 +382,6 @@ def build_report(run: Path, exp: ExperimentConfig, summaries: dict[str, dict]) -
         rounds=ev.get("rounds") or distill.get("rounds", []), y_true=y, y_score=s, y_pred=pred,
         metrics=metrics, top_windows=_top(run, target, scores, exp.run.top_windows), notes=notes, counts=counts,
         main_method=exp.run.mode, cuts=cuts,
-        warnings=[*([banner] if banner else []), *flag_warnings(run, target, list(ev["methods"]) or [exp.run.mode])])
+        warnings=[*([banner] if banner else []), *ingest_warnings(run, [target, *exp.sources]),
+                  *flag_warnings(run, target, list(ev["methods"]) or [exp.run.mode])])
     return write_report(report_dir(run), data)

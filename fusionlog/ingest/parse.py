@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from fusionlog.config import LineFieldLabels, SystemConfig
+from fusionlog.config import EnvelopeConfig, LineFieldLabels, SystemConfig
 from fusionlog.ingest.header import format_regex
 from fusionlog.ingest.mask import Masker
 
@@ -22,11 +23,78 @@ class ParsedLine(NamedTuple):
     label: int | None  # line-level label: 1 anomalous, 0 normal, None unknown
 
 
+EPOCH_SCALE = {"epoch": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+ISO = ("iso8601", "rfc3339")
+_SUBMICRO = re.compile(r"([.,:]\d{6})\d{1,3}(?!\d)")  # a fraction of a second with more than 6 digits
+_CRI = re.compile(r"^(\S+) (stdout|stderr) ([FP])(?: (.*))?$", re.S)
+
+
+def iso_timestamp(text: str) -> datetime | None:
+    """An ISO 8601 / RFC 3339 time (``T`` or a space, any fraction, ``Z`` or an offset) as naive UTC, or ``None``."""
+    try:
+        ts = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _json_path(obj: dict, path: str) -> object:
+    """The value at ``path`` in a JSON object: the key whole, else keys joined by dots; ``None`` where absent."""
+    if path in obj:
+        return obj[path]
+    cur: object = obj
+    for key in path.split("."):
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+class Envelope:
+    """Unwraps a JSON or CRI line (:class:`fusionlog.config.EnvelopeConfig`): the wrapped message and the
+    envelope's header fields, or ``None`` when the line is not such a record."""
+
+    def __init__(self, cfg: EnvelopeConfig) -> None:
+        self.json = cfg.format == "json"
+        self.message = cfg.message_path
+        self.fields = dict(cfg.fields)
+
+    def unwrap(self, line: str) -> tuple[str, dict[str, str | None]] | None:
+        if self.json:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return None
+            if not isinstance(obj, dict):
+                return None
+            msg = _text(_json_path(obj, self.message))
+            got = {name: _text(_json_path(obj, path)) for name, path in self.fields.items()}
+        else:
+            m = _CRI.match(line)
+            if m is None:
+                return None
+            parts = {"time": m.group(1), "stream": m.group(2), "tag": m.group(3)}
+            msg = m.group(4) or ""
+            got = {name: parts[part] for name, part in self.fields.items()}
+        if msg is None:
+            return None
+        return msg.removesuffix("\n").removesuffix("\r"), got
+
+
 class LineParser:
     """Turns a line of text into a :class:`ParsedLine`, or ``None`` when the header does not match."""
 
     def __init__(self, system: SystemConfig, mask_cache_size: int = 200_000) -> None:
         self.rx = format_regex(system.log_format)
+        self.envelope = Envelope(system.envelope) if system.envelope else None
         self.masker = Masker(system.masks, mask_cache_size)
         self.level = system.fields.get("level")
         self.component = system.fields.get("component")
@@ -40,25 +108,41 @@ class LineParser:
         self.path_sessions = [
             (re.compile(s.pattern), s.all, s.format) for s in system.sessions if s.source == "path"
         ]
+        self.field_sessions = [
+            (s.field, [(re.compile(s.pattern), s.all, s.format)]) for s in system.sessions if s.source == "field"
+        ]
         labels = system.labels
         self.label_field = labels.field if isinstance(labels, LineFieldLabels) else None
         self.normal_values = set(labels.normal_values) if isinstance(labels, LineFieldLabels) else set()
 
     def timestamp(self, text: str) -> datetime | None:
+        fmt = self.ts_format
+        if fmt in ISO:  # distinct per line in practice: no cache
+            return iso_timestamp(text)
         hit = self._ts_cache.get(text, False)
         if hit is not False:
             return hit  # type: ignore[return-value]
         try:
-            if self.ts_format == "epoch":
-                ts: datetime | None = datetime.fromtimestamp(float(text), tz=timezone.utc).replace(tzinfo=None)
+            if fmt in EPOCH_SCALE:
+                secs = float(text) / EPOCH_SCALE[fmt]  # type: ignore[index]
+                ts: datetime | None = datetime.fromtimestamp(secs, tz=timezone.utc).replace(tzinfo=None)
             else:
-                ts = datetime.strptime(text, self.ts_format)  # type: ignore[arg-type]
+                ts = self._strptime(text)
         except (ValueError, OverflowError, OSError):
             ts = None
         if len(self._ts_cache) >= 100_000:
             self._ts_cache.clear()
         self._ts_cache[text] = ts
         return ts
+
+    def _strptime(self, text: str) -> datetime:
+        try:
+            return datetime.strptime(text, self.ts_format)  # type: ignore[arg-type]
+        except ValueError:
+            cut = _SUBMICRO.sub(r"\1", text) if "%f" in self.ts_format else text  # type: ignore[operator]
+            if cut == text:
+                raise
+            return datetime.strptime(cut, self.ts_format)  # type: ignore[arg-type]
 
     @staticmethod
     def _keys(rules: list[tuple[re.Pattern[str], bool, str | None]], text: str) -> list[str]:
@@ -80,17 +164,31 @@ class LineParser:
         return self._keys(self.path_sessions, path)
 
     def parse(self, line: str, path_sessions: list[str] | None = None) -> ParsedLine | None:
+        env: dict[str, str | None] = {}
+        if self.envelope is not None:
+            got = self.envelope.unwrap(line)
+            if got is None:
+                return None
+            line, env = got
         m = self.rx.match(line)
         if m is None:
             return None
-        g = m.groupdict()
+        g = {**env, **m.groupdict()}
         content = g["Content"]
-        ts = self.timestamp(" ".join(g[f] for f in self.ts_fields)) if self.ts_format else None
+        ts = None
+        if self.ts_format:
+            parts = [g[f] for f in self.ts_fields]
+            ts = None if any(p is None for p in parts) else self.timestamp(" ".join(parts))  # type: ignore[arg-type]
         sessions = self._keys(self.content_sessions, content) if self.content_sessions else []
+        for name, rules in self.field_sessions:
+            if sessions:
+                break
+            if g.get(name):
+                sessions = self._keys(rules, g[name])  # type: ignore[arg-type]
         if not sessions and path_sessions:
             sessions = path_sessions
         label = None
-        if self.label_field is not None:
+        if self.label_field is not None and g[self.label_field] is not None:
             label = 0 if g[self.label_field] in self.normal_values else 1
         return ParsedLine(
             ts,
@@ -109,7 +207,8 @@ class BatchParser:
 
     Header split, timestamps, labels and level/component/node run as Arrow kernels (RE2); masking
     and session keys run per line in Python (the masker caches per distinct token). Formats RE2
-    cannot compile, and timestamps Arrow cannot parse, fall back to the per-line parser.
+    cannot compile, JSON and CRI envelopes, sessions from header fields, and timestamps Arrow cannot
+    parse, fall back to the per-line parser.
     """
 
     def __init__(self, system: SystemConfig, mask_cache_size: int = 200_000) -> None:
@@ -122,8 +221,10 @@ class BatchParser:
             pc.extract_regex(pa.array(["x"]), self.pattern)
         except pa.ArrowInvalid:
             self.pattern = None  # not RE2-compatible: per-line Python regex
+        if self.line.envelope is not None or self.line.field_sessions:
+            self.pattern = None  # JSON or CRI records, sessions from header fields: per line in Python
         fmt = self.line.ts_format
-        self.vector_ts = bool(fmt) and fmt != "epoch" and "%f" not in fmt  # type: ignore[operator]
+        self.vector_ts = bool(fmt) and "%" in fmt and "%f" not in fmt  # type: ignore[operator]
 
     def parse(self, lines, path_sessions: list[str], masked_only: bool = False):  # noqa: ANN001, ANN201
         """Parse a ``pa.StringArray``; returns (matched: BooleanArray, columns of the matched rows).

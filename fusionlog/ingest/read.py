@@ -50,6 +50,7 @@ SCAN = pa.schema(
 )
 
 QUARANTINE_RAW_CAP = 4096
+SAMPLE_CHARS = 300  # a sample line in a note is cut here
 CHUNK = 1 << 22  # bytes of complete lines parsed at once
 GZ_MAGIC = b"\x1f\x8b\x08"  # gzip, deflate
 MAX_GZ_LAYERS = 3  # gzip inside gzip: layers decompressed at most
@@ -431,9 +432,15 @@ def parse_split(
     max_line_bytes: int = 65536,
     on_invalid_utf8: str = "replace",
     binary_share: float = BINARY_SHARE,
+    stats: dict | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Pass 2: the ``lines`` rows of ``split`` (the same lines pass 1 counted as parsed)."""
+    """Pass 2: the ``lines`` rows of ``split`` (the same lines pass 1 counted as parsed). ``stats`` (a dict) gets
+    ``no_ts``, the lines whose timestamp did not parse where the system has one, and ``no_ts_sample``, the first
+    such line (its number and text, cut at :data:`SAMPLE_CHARS`)."""
     path = split.path
+    stats = stats if stats is not None else {}
+    stats.setdefault("no_ts", 0)
+    timed = bool(parser.line.ts_format)
     path_sessions = parser.line.path_sessions_of(path)
     blocks, chunks, line_no = _lines_of(split, max_line_bytes, binary_share)
     for data, broken in chunks:
@@ -447,6 +454,12 @@ def parse_split(
         cand = np.array([r is None for r in reasons])
         matched, cols = parser.parse(text.filter(pa.array(cand)), path_sessions)
         good = np.flatnonzero(cand)[matched.to_numpy(zero_copy_only=False)]
+        if len(good) and timed and cols["ts"].null_count:
+            miss = np.flatnonzero(cols["ts"].is_null().to_numpy(zero_copy_only=False))
+            stats["no_ts"] += len(miss)
+            if "no_ts_sample" not in stats:
+                first = int(good[miss[0]])
+                stats["no_ts_sample"] = [first + line_no, text[first].as_py().rstrip("\r\n")[:SAMPLE_CHARS]]
         if len(good):
             ids, params = [], []
             for m, t in zip(cols["masked"], cols["texts"], strict=True):

@@ -38,6 +38,7 @@ class ReconcileError(RuntimeError):
     """read != parsed + quarantined for some file: a bug, never silently accepted."""
 
 
+TS_FAIL_SHARE = 0.01  # more than this share of a file's parsed lines without a timestamp: a warning
 FEW_WINDOWS = 10  # fewer windows than this (from more lines): a note that every method can only flag the whole log
 
 
@@ -56,6 +57,7 @@ class IngestResult:
     labels: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what most likely makes the run wrong (said loudly)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -64,9 +66,9 @@ class IngestResult:
 
 
 def _run_splits(spark: SparkSession, splits: list[Split], fn,  # noqa: ANN001
-                progress: Callable[[int, int], None] | None = None) -> list[int]:
-    """Run ``fn(split) -> rows written`` on every split, one split per Spark task; ``progress(done, total)``
-    follows the finished tasks (Spark's status tracker, polled each second)."""
+                progress: Callable[[int, int], None] | None = None) -> list:
+    """Run ``fn(split)`` (rows written, or a dict of counts) on every split, one split per Spark task;
+    ``progress(done, total)`` follows the finished tasks (Spark's status tracker, polled each second)."""
     sc = spark.sparkContext
     rdd = sc.parallelize([s.__dict__ for s in splits], max(1, len(splits)))
     if progress is None:
@@ -164,9 +166,34 @@ def _scan_one(split: Split, parser, max_line: int, utf8: str, dest: str, binary:
 
 
 def _parse_one(split: Split, parser, templates, max_line: int, utf8: str, dest: str,  # noqa: ANN001
-               binary: float) -> int:
-    batches = parse_split(split, parser(), templates.value, max_line, utf8, binary)
-    return _write_batches(batches, contracts.LINES, Path(dest) / f"part-{split.split_id:05d}.parquet")
+               binary: float) -> dict:
+    stats: dict = {}
+    batches = parse_split(split, parser(), templates.value, max_line, utf8, binary, stats)
+    rows = _write_batches(batches, contracts.LINES, Path(dest) / f"part-{split.split_id:05d}.parquet")
+    return {"file": split.path, "split": split.split_id, "rows": rows, **stats}
+
+
+def _timestamp_notes(system: SystemConfig, res: IngestResult, parsed: list[dict]) -> None:
+    """Per file, the lines whose timestamp did not parse (``no_timestamp`` in ``res.files``); above
+    :data:`TS_FAIL_SHARE` of a file's lines, a warning with the format, a sample line and the count."""
+    if system.timestamp is None:
+        return
+    per_file: dict[str, list] = {}
+    for d in sorted(parsed, key=lambda d: d["split"]):
+        agg = per_file.setdefault(d["file"], [0, None])
+        agg[0] += d.get("no_ts", 0)
+        agg[1] = agg[1] or d.get("no_ts_sample")
+    for f in res.files:
+        failed, sample = per_file.get(f["file"], [0, None])
+        f["no_timestamp"] = failed
+        if f["parsed"] and failed > TS_FAIL_SHARE * f["parsed"]:
+            ts = system.timestamp
+            where = f", line {sample[0]}: {sample[1]!r}" if sample else ""
+            res.warnings.append(
+                f"{Path(f['file']).name}: {failed:,} of {f['parsed']:,} parsed lines ({failed / f['parsed']:.1%}) "
+                f"have no timestamp: fields {ts.fields} do not parse as {ts.format!r}{where}; these lines have no "
+                f"time (time windows leave them out, windows of them have no start). RFC 3339 / ISO 8601 times: "
+                f"format: iso8601")
 
 
 def _load_miner(state_in: Path | None, own: Path, system: SystemConfig, res: IngestResult) -> TemplateMiner:
@@ -257,7 +284,7 @@ def ingest(
             parse_fn = functools.partial(_parse_one, parser=parser, templates=bc, max_line=max_line, utf8=utf8,
                                          dest=str(tmp), binary=cfg.binary_share)
             with bar(f"ingest {syscfg.name} pass 2 (tasks)") as tick:
-                _run_splits(spark, splits, parse_fn, tick)
+                parsed = _run_splits(spark, splits, parse_fn, tick)
         bc.unpersist()
         res.seconds["lines"] = time.perf_counter() - t2
 
@@ -305,6 +332,7 @@ def ingest(
         _write(quarantine, table_dir(out, "quarantine", syscfg.name))
 
         _reconcile(spark, scan, out, syscfg.name, res, policy.kind)
+        _timestamp_notes(syscfg, res, parsed)
         if res.lines > res.windows and res.windows < FEW_WINDOWS:
             res.notes.append(
                 f"{res.lines} lines in {res.windows} window{'s' if res.windows != 1 else ''} (window "
