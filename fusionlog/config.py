@@ -436,10 +436,23 @@ class TrainConfig(_Model):
     # beside an idle LLM replica fewer CPUs may be free: a worker then claims what is free, down to this floor
     min_cpus_per_worker: float = Field(0.25, gt=0)
     resource_wait_s: float = Field(300, gt=0)  # the worker group must be placed within this, or fail naming who
+    # custom Ray resources each worker also claims, e.g. {trainers: 1}: the workers go to the nodes started with
+    # them (`ray start --resources`, a KubeRay group's rayStartParams); where it runs, not what it learns
+    resources: dict[str, float] = {}
     threads_per_worker: int = Field(1, ge=1)
     max_failures: int = Field(2, ge=0)  # a lost worker restarts the (deterministic) loop from step 0
     select: Literal["best_val", "last"] = "best_val"  # checkpoint: best on the sources' val split, or the last
     seed: int = 0
+
+    @field_validator("resources")
+    @classmethod
+    def _custom(cls, v: dict[str, float]) -> dict[str, float]:
+        named = sorted(k for k in v if k.upper() in ("CPU", "GPU", "MEMORY"))
+        if named:
+            raise ValueError(f"resources names {named}: set cpus_per_worker / use_gpu instead")
+        if any(x <= 0 for x in v.values()):
+            raise ValueError(f"resources must be positive amounts: {v}")
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -71,8 +71,10 @@ def double() -> Iterator[FakeOpenAIEndpoint]:
         yield fake
 
 
-def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz") -> Path:
-    """HDFS -> BGL with small training budgets and the test double as the LLM endpoint."""
+def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz",
+               resources: dict[str, float] | None = None) -> Path:
+    """HDFS -> BGL with small training budgets and the test double as the LLM endpoint; ``resources``: the custom
+    Ray resources each Train worker claims (where it runs)."""
     exp = {
         "name": "e2e_hdfs_to_bgl",
         "description": "HDFS sequences -> BGL_2k lines (test budgets)",
@@ -82,7 +84,7 @@ def experiment(tmp: Path, url: str, bgl: str = "data/loghub_2k/BGL/BGL_2k.log.gz
             "BGL": {"kind": "raw", "inputs": [bgl], "window": "line"},
         },
         "sources": ["HDFS"], "target": "BGL",
-        "train": {"steps": 40, "eval_every": 20},
+        "train": {"steps": 40, "eval_every": 20, **({"resources": resources} if resources else {})},
         # test budgets: a 40-step model is barely calibrated; no class guard, so that both rounds fine-tune
         "distill": {"rounds": 2, "finetune_steps": 20, "epsilon": 0.7, "floor": 0.6, "max_class_ratio": None},
         "run": {"compare": ["fusionlog-vote", "fusionlog-paper", "generallog", "no-router", "llm-only", "llm-events",
@@ -109,27 +111,50 @@ def _scores(run: Path) -> dict[str, float]:
                                                           strict=True)}
 
 
+def _state(kind: str, dash: int, env: dict[str, str]) -> list[dict]:
+    """``ray list <kind>`` of the running cluster, from Ray's state API (every entry, with its node)."""
+    out = subprocess.run([str(BIN / "ray"), "list", kind, f"--address=http://127.0.0.1:{dash}", "--detail",
+                          "--format=json", "--limit=10000"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 @pytest.fixture(scope="module")
 def submitted(double: FakeOpenAIEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """The uninterrupted run, submitted to a local Ray cluster (127.0.0.1) with `ray job submit`."""
+    """The uninterrupted run, submitted with `ray job submit` to a Ray cluster of two nodes on 127.0.0.1: the head
+    (1 CPU) and a second node (1 CPU, its own resource ``node2``, which the Train workers claim). Yields the run and
+    the job's logs; Ray's state API (nodes, actors, tasks) as the job left it is in ``state.json`` beside the run."""
     tmp = tmp_path_factory.mktemp("job")
-    exp = experiment(tmp, double.url)
+    exp = experiment(tmp, double.url, resources={"node2": 1})
     run = tmp / "run"
     gcs, dash = _port(), _port()
     # Ray >= 2.59 requires a token for a cluster's APIs (job submission included): one random token per cluster
     env = _env() | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp = Path("/tmp") / f"fusionlog-ray-{os.getpid()}"  # a short path: Ray's socket names have a length limit
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                    "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True, timeout=180)
+    ray = str(BIN / "ray")
+
+    def ports() -> list[str]:  # two nodes on one host: each its own agent ports (the defaults would collide)
+        return [f"--dashboard-agent-listen-port={_port()}", f"--dashboard-agent-grpc-port={_port()}",
+                f"--runtime-env-agent-port={_port()}", f"--metrics-export-port={_port()}"]
+
     try:
-        job = subprocess.run([str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
+        subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=1",
+                        "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats", *ports()],
+                       check=True, env=env, capture_output=True, timeout=180)
+        # its own temp dir, as on its own machine: two nodes in one session dir share the job's unpacked
+        # working_dir, and the job's driver then fails to load torch ("Intel oneMKL FATAL ERROR")
+        subprocess.run([ray, "start", f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                        '--resources={"node2": 1}', f"--temp-dir={temp}-2", "--disable-usage-stats", *ports()],
+                       check=True, env=env, capture_output=True, timeout=180)
+        job = subprocess.run([ray, "job", "submit", f"--address=http://127.0.0.1:{dash}",
                               "--working-dir", str(REPO), "--", "python", "-m", "jobs.transfer", str(exp),
                               "--run", str(run)], env=env, capture_output=True, text=True, timeout=1500, cwd=REPO)
+        state = {k: _state(k, dash, env) for k in ("nodes", "actors", "tasks")} if job.returncode == 0 else {}
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    (tmp / "state.json").write_text(json.dumps(state, default=str))
     yield run, job.stdout
 
 
@@ -227,6 +252,31 @@ def test_ray_job_submit_runs_the_transfer(submitted: tuple[Path, str]) -> None:
     assert "fusionlog" in json.dumps(metrics) and "plot-xsim" in html and "plot-rounds" in html
     assert "Distillation on the agreeing views, round 2" in html
     assert "flagged by " in html and "the vote of the label-free views decides here" in html  # why, in the report
+
+
+def test_the_job_ran_on_both_nodes(submitted: tuple[Path, str]) -> None:
+    """Ray's state API, as the job left it: every Train worker (the general model's and each fine-tune's) on the
+    second node, which alone has ``node2``, and the Train controller that drives them on the head, beside the
+    job's driver; the other work (embedding actor, route tasks) where Ray put it. That the scores equal a local
+    run's: ``test_killed_run_resumes_to_the_same_scores`` (a plain ``fusionlog run`` of the same experiment on a
+    one-node local Ray)."""
+    run, _ = submitted
+    state = json.loads((run.parent / "state.json").read_text())
+    nodes = {n["node_id"]: n for n in state["nodes"] if n["state"] == "ALIVE"}
+    second = {i for i, n in nodes.items() if "node2" in n["resources_total"]}
+    head = {i for i, n in nodes.items() if n["is_head_node"]}
+    assert len(nodes) == 2 and len(second) == len(head) == 1 and second != head, nodes
+    where = {n: sorted({a["class_name"] for a in state["actors"] if a["node_id"] == n}) for n in nodes}
+    trainers = [a for a in state["actors"] if a["class_name"] == "RayTrainWorker"]
+    rounds = len(json.loads((run / "distill" / "BGL" / "rounds.json").read_text()))
+    assert len(trainers) >= 1 + rounds, where  # the general model, then the fine-tunes
+    assert {a["node_id"] for a in trainers} == second, where
+    # a placement-group bundle's share of the custom resource (``node2_group_<pg>``): the claim that put them there
+    assert all(any(k.startswith("node2_group") for k in a["required_resources"]) for a in trainers)
+    controllers = {a["node_id"] for a in state["actors"] if a["class_name"] == "TrainController"}
+    assert controllers == head, where
+    ran = [t for t in state["tasks"] if t.get("node_id") and t["func_or_class_name"].startswith("RayTrainWorker.")]
+    assert ran and {t["node_id"] for t in ran} == second  # the training steps themselves
 
 
 def test_killed_run_resumes_to_the_same_scores(submitted: tuple[Path, str], double: FakeOpenAIEndpoint,

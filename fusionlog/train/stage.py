@@ -36,7 +36,8 @@ class TrainResult:
     reused: bool = False
 
 
-SCHEDULING = {"max_failures", "resource_wait_s", "min_cpus_per_worker"}  # where it runs, not what it learns
+# where it runs, not what it learns
+SCHEDULING = {"max_failures", "resource_wait_s", "min_cpus_per_worker", "resources"}
 
 
 def worker_resources(cfg: TrainConfig, name: str) -> dict[str, float]:
@@ -44,12 +45,14 @@ def worker_resources(cfg: TrainConfig, name: str) -> dict[str, float]:
 
     A worker claims ``cpus_per_worker`` CPUs, or its share of what is free when less (never below
     ``min_cpus_per_worker``): beside the LLM replica of a small machine that leaves a fraction, which the idle
-    replica does not use while the model is fine-tuned. Holds on any size: on a large cluster nothing changes."""
-    gpu = {"GPU": 1.0} if cfg.use_gpu else {}
+    replica does not use while the model is fine-tuned. Holds on any size: on a large cluster nothing changes.
+    ``cfg.resources`` (custom resources) are claimed as given: they pick the nodes."""
+    extra = {"GPU": 1.0} if cfg.use_gpu else {}
+    extra |= {k: float(v) for k, v in cfg.resources.items()}
     cpus = fit_cpus(cfg.cpus_per_worker, cfg.num_workers, cfg.min_cpus_per_worker)
-    wait_for_resources({"CPU": cpus * cfg.num_workers, **{k: v * cfg.num_workers for k, v in gpu.items()}},
+    wait_for_resources({"CPU": cpus * cfg.num_workers, **{k: v * cfg.num_workers for k, v in extra.items()}},
                        f"Ray Train ({name}, {cfg.num_workers} worker(s))", cfg.resource_wait_s)
-    return {"CPU": cpus, **gpu}
+    return {"CPU": cpus, **extra}
 
 
 def _store_version(run: Path, systems: list[str], features: list[str]) -> str:
