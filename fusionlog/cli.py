@@ -578,11 +578,13 @@ def bench_ingest(
     workdir: Annotated[Path, typer.Option(help="where synthetic archives go")] = Path("runs/bench"),
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
     master: str = "local[*]",
+    gzip: Annotated[bool, typer.Option(help="read one .gz of each archive; Spark also with the gzip in one task")
+                    ] = False,
 ) -> None:
     """Spark ingest vs single-process Drain3 on the same synthetic archive, lines/s and peak RSS."""
     from fusionlog.bench.ingest import run
 
-    run([int(x) for x in lines.split(",")], system=system, workdir=workdir, out=out, master=master)
+    run([int(x) for x in lines.split(",")], system=system, workdir=workdir, out=out, master=master, gzip=gzip)
 
 
 @bench.command("embed")

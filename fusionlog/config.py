@@ -255,6 +255,9 @@ class SparkConfig(_Model):
     master: str = "local[*]"
     driver_memory: str = "1g"
     split_mb: int = Field(128, ge=1)
+    # a gzip file of at least this many MB, among too few files to keep every core busy, is decompressed once
+    # (into the run's scratch) and read in byte ranges like a plain file; None: every gzip file is one task
+    spread_gz_mb: float | None = Field(16, ge=0)
     shuffle_partitions: int = Field(8, ge=1)
     conf: dict[str, str] = {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from fusionlog.config import ConfigError, LLMConfig, known_systems, load_ingest, load_system
 
@@ -95,3 +96,14 @@ def test_an_experiment_overrides_the_embedding_and_interpretations_need_their_pr
     assert ctx.interpreted() == ["BGL", "HDFS"] and ctx.need_judge()
     plain = Ctx(tmp_path, load_experiment("hdfs_to_bgl"), LLMConfig(event_interpret_prompt="event_interpret_v1"), print)
     assert plain.interpreted() == plain.judged() and plain.judged()[0] == "BGL"
+
+
+def test_train_resources_are_custom_and_outside_the_models_hash() -> None:
+    from fusionlog.config import TrainConfig
+    from fusionlog.train.stage import SCHEDULING
+
+    assert TrainConfig(resources={"trainers": 1}).resources == {"trainers": 1.0}
+    for bad in ({"CPU": 1}, {"gpu": 1}, {"trainers": 0}):
+        with pytest.raises(ValidationError, match="resources"):
+            TrainConfig(resources=bad)
+    assert "resources" in SCHEDULING  # where the workers run, not what they learn

@@ -2,7 +2,9 @@
 
 Each side runs in its own subprocess; the parent samples the resident memory of that process and all
 its children (the Spark JVM and its Python workers included) every 0.1 s and keeps the peak. Lines/s
-of the Spark side is given with and without the one-off Spark session start-up.
+of the Spark side is given with and without the one-off Spark session start-up. With ``gzip`` every side
+reads one ``.gz`` of the archive, and Spark runs twice: as configured (a large gzip decompressed once and
+spread over the cores) and with ``spread_gz_mb: null`` (the file in one task), the baseline of the spreading.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def _worker(side: str, path: str, system: str, master: str, labels: str | None) 
 
     t0 = time.perf_counter()
     cfg = load_ingest()
-    cfg = cfg.model_copy(update={"spark": SparkConfig(**{**cfg.spark.model_dump(), "master": master})})
+    spread = {"spread_gz_mb": None} if side == "spark-one-task" else {}
+    cfg = cfg.model_copy(update={"spark": SparkConfig(**{**cfg.spark.model_dump(), "master": master, **spread})})
     spark = get_spark(cfg.spark)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as run:
@@ -80,8 +83,10 @@ def run(
     workdir: Path = Path("runs/bench"),
     out: Path | None = None,
     master: str = "local[*]",
+    gzip: bool = False,
 ) -> list[dict]:
-    """Measure both sides on synthetic archives of each size; print a table, optionally write JSON."""
+    """Measure both sides on synthetic archives of each size (``gzip``: one ``.gz`` of each, Spark with and
+    without spreading it); print a table, optionally write JSON."""
     from fusionlog.bench.synth import synth
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -93,12 +98,25 @@ def run(
             synth(system, n, archive)
         labels = Path(str(archive) + ".anomalous_blocks")
         label_arg = str(labels) if labels.exists() else ""
+        if gzip:
+            packed = archive.with_name(archive.name + ".gz")
+            if not packed.exists():
+                console.print(f"compressing {archive} -> {packed}")
+                subprocess.run(["gzip", "-k", "-f", str(archive)], check=True)
+            archive = packed
         me = [sys.executable, "-m", "fusionlog.bench.ingest"]
         console.print(f"[{n:,} lines] single-process Drain3 ...")
         d3, d3_rss = _measure([*me, "drain3", str(archive), system, master, label_arg])
         console.print(f"[{n:,} lines] Spark ingest ({master}) ...")
         sp, sp_rss = _measure([*me, "spark", str(archive), system, master, label_arg])
+        extra = {}
+        if gzip:
+            console.print(f"[{n:,} lines] Spark ingest ({master}), the gzip in one task ...")
+            one, one_rss = _measure([*me, "spark-one-task", str(archive), system, master, label_arg])
+            extra = {"gzip": True, "spark_one_task_lines_per_s": one["lines"] / one["seconds"],
+                     "spark_one_task_peak_rss_mb": one_rss, "spread_gain": one["seconds"] / sp["seconds"]}
         rows.append({
+            **extra,
             "lines": n, "bytes": archive.stat().st_size,
             "drain3_lines_per_s": d3["lines"] / d3["seconds"], "drain3_peak_rss_mb": d3_rss,
             "drain3_templates": d3["templates"],
@@ -108,6 +126,12 @@ def run(
             "ratio": (sp["lines"] / sp["seconds"]) / (d3["lines"] / d3["seconds"]),
         })
     _print(rows, master)
+    for r in rows:
+        if r.get("gzip"):
+            console.print(f"{r['lines']:,} lines, one .gz of {r['bytes'] / 2**20:,.0f} MB: spread "
+                          f"{r['spark_lines_per_s']:,.0f} lines/s vs one task {r['spark_one_task_lines_per_s']:,.0f} "
+                          f"(x{r['spread_gain']:.2f}); peak RSS {r['spark_peak_rss_mb']:,.0f} vs "
+                          f"{r['spark_one_task_peak_rss_mb']:,.0f} MB")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"system": system, "master": master, "cores": psutil.cpu_count(),

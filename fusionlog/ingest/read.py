@@ -27,6 +27,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -249,6 +250,29 @@ class _Blocks:
         self.errors.append(message)
 
 
+def gunzip_split(split: Split, dest: str, binary_share: float = BINARY_SHARE) -> dict:
+    """Decompress the gzip file of ``split`` (every gzip layer, as pass 1 reads it) into the plain file ``dest``.
+
+    Returns ``{"source", "path", "size", "layers", "clean"}``. Not clean (a truncated or corrupt stream, gzip
+    nested too deep, binary content, a read error): ``dest`` is removed and the file stays one gzip split, read
+    as before, so what is quarantined and noted does not change."""
+    blocks = _Blocks(split, binary_share)
+    clean = False
+    try:
+        with open_binary(split.path) as fh, open(dest, "wb") as out:
+            content, head = blocks._gz_layers(fh)
+            if not blocks.whole and non_text_share(head) <= binary_share:
+                for data in content:
+                    out.write(data)
+                clean = not (blocks.whole or blocks.broken or blocks.errors)
+    except OSError:
+        clean = False
+    if not clean:
+        Path(dest).unlink(missing_ok=True)
+    return {"source": split.path, "path": dest, "size": Path(dest).stat().st_size if clean else 0,
+            "layers": blocks.gz_layers, "clean": clean}
+
+
 def _chunks(blocks: _Blocks, max_line_bytes: int) -> Iterator[tuple[bytes, bool]]:
     """Complete lines, several MB at a time: (bytes ending in b'\\n', False); a final line without a
     line break: (bytes, False) at a normal end or (bytes, True) when the stream was cut there. An
@@ -352,7 +376,7 @@ def scan_split(
 ) -> Iterator[pa.RecordBatch]:
     """Pass 1: distinct masked messages, quarantined lines, and the reader's counts for ``split``."""
     st = SplitStats()
-    path = split.path
+    path = split.name
     distinct: dict[str, list[int]] = {}
     blocks, chunks, line_no = _lines_of(split, max_line_bytes, binary_share)
     try:
@@ -396,7 +420,8 @@ def scan_split(
             line_no += n
     except OSError as exc:
         blocks.errors.append(f"read error: {exc}")
-    st.cr_line_ends, st.gz_layers, st.binary = blocks.cr_line_ends, blocks.gz_layers, blocks.whole == "binary_file"
+    st.cr_line_ends, st.binary = blocks.cr_line_ends, blocks.whole == "binary_file"
+    st.gz_layers = blocks.gz_layers or split.layers
     if blocks.whole_msg and split.start == 0:  # said once per file, by its first split
         st.errors.append(blocks.whole_msg)
     st.errors.extend(f"{m} after {st.read} lines" for m in blocks.errors)
@@ -437,7 +462,7 @@ def parse_split(
     """Pass 2: the ``lines`` rows of ``split`` (the same lines pass 1 counted as parsed). ``stats`` (a dict) gets
     ``no_ts``, the lines whose timestamp did not parse where the system has one, and ``no_ts_sample``, the first
     such line (its number and text, cut at :data:`SAMPLE_CHARS`)."""
-    path = split.path
+    path = split.name
     stats = stats if stats is not None else {}
     stats.setdefault("no_ts", 0)
     timed = bool(parser.line.ts_format)

@@ -26,7 +26,9 @@ class InputFile:
 @dataclass(frozen=True)
 class Split:
     """A byte range of one file. Gzip files are one split; ``prior_newlines`` = line ends before start
-    (LF, CRLF, lone CR: see ``count_newlines``)."""
+    (LF, CRLF, lone CR: see ``count_newlines``). A split of a gzip file decompressed once to spread it over the
+    cores reads ``path`` (the plain copy) and names its lines by ``source`` (the gzip file), ``layers`` the
+    gzip layers that were decompressed."""
 
     split_id: int
     path: str
@@ -34,6 +36,13 @@ class Split:
     end: int
     gz: bool
     prior_newlines: int = 0
+    source: str = ""
+    layers: int = 0
+
+    @property
+    def name(self) -> str:
+        """The input file its lines belong to."""
+        return self.source or self.path
 
 
 def _is_uri(p: str) -> bool:
@@ -175,6 +184,6 @@ def with_line_bases(splits: list[Split], counts: dict[int, int]) -> list[Split]:
     for s in splits:
         if s.path != prev:
             run, prev = 0, s.path
-        out.append(Split(s.split_id, s.path, s.start, s.end, s.gz, run))
+        out.append(Split(s.split_id, s.path, s.start, s.end, s.gz, run, s.source, s.layers))
         run += counts.get(s.split_id, 0)
     return out

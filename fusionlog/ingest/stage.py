@@ -25,8 +25,8 @@ from fusionlog.console import Reporter
 from fusionlog.ingest.labels import label_lines_by_session, read_session_list
 from fusionlog.ingest.mask import placeholders
 from fusionlog.ingest.parse import BatchParser
-from fusionlog.ingest.read import SCAN, Templates, parse_split, scan_split
-from fusionlog.ingest.sources import Split, count_newlines, expand_inputs, plan_splits, with_line_bases
+from fusionlog.ingest.read import SCAN, Templates, gunzip_split, parse_split, scan_split
+from fusionlog.ingest.sources import InputFile, Split, count_newlines, expand_inputs, plan_splits, with_line_bases
 from fusionlog.ingest.templates import PARAM, TemplateMiner
 from fusionlog.ingest.windows import assign_splits, build_windows
 from fusionlog.io import atomic_dir, atomic_write_text, clean_temp
@@ -170,7 +170,7 @@ def _parse_one(split: Split, parser, templates, max_line: int, utf8: str, dest: 
     stats: dict = {}
     batches = parse_split(split, parser(), templates.value, max_line, utf8, binary, stats)
     rows = _write_batches(batches, contracts.LINES, Path(dest) / f"part-{split.split_id:05d}.parquet")
-    return {"file": split.path, "split": split.split_id, "rows": rows, **stats}
+    return {"file": split.name, "split": split.split_id, "rows": rows, **stats}
 
 
 def _timestamp_notes(system: SystemConfig, res: IngestResult, parsed: list[dict]) -> None:
@@ -247,15 +247,12 @@ def ingest(
 
     bar = progress or Reporter().bar
     files = expand_inputs(inputs)
-    # enough splits to keep every core busy (2 per core), none larger than split_mb
-    plain = sum(f.size for f in files if not f.gz)
-    per_split = max(8 << 20, plain // max(1, 2 * spark.sparkContext.defaultParallelism))
-    splits = _line_bases(spark, plan_splits(files, min(cfg.spark.split_mb << 20, per_split)))
     work = ingest_scratch(out, syscfg.name)
     shutil.rmtree(work, ignore_errors=True)
     parser = _parser_factory(syscfg, cfg)
     max_line, utf8 = cfg.max_line_bytes, cfg.on_invalid_utf8
     try:
+        splits = _plan(spark, files, cfg, work, bar, res)
         # pass 1: distinct masked messages, quarantine and reader counts (small)
         scanned = ingest_scratch(out, syscfg.name, "scan")
         scanned.mkdir(parents=True)
@@ -344,6 +341,45 @@ def ingest(
     res.seconds["total"] = time.perf_counter() - t0
     atomic_write_text(ingest_stats_file(out, syscfg.name), json.dumps(res.to_json(), indent=2))
     return res
+
+
+def _plan(spark: SparkSession, files: list[InputFile], cfg: IngestConfig, work: Path, bar, res: IngestResult  # noqa: ANN001
+          ) -> list[Split]:
+    """The splits of ``files``: enough to keep every core busy (2 per core), none larger than ``split_mb``. Among
+    too few files for that, a gzip file of at least ``spread_gz_mb`` is first decompressed (one task per file,
+    into ``work``) and then cut like a plain file; one that does not decompress cleanly stays one task."""
+    slots = 2 * spark.sparkContext.defaultParallelism
+
+    def cut(fs: list[InputFile]) -> list[Split]:
+        plain = sum(f.size for f in fs if not f.gz)
+        return plan_splits(fs, min(cfg.spark.split_mb << 20, max(8 << 20, plain // max(1, slots))))
+
+    splits = cut(files)
+    mb = cfg.spark.spread_gz_mb
+    big = [f for f in files if f.gz and mb is not None and f.size >= mb * (1 << 20)] if len(splits) < slots else []
+    if not big:
+        return _line_bases(spark, splits)
+    plain_dir = work / "gunzip"
+    plain_dir.mkdir(parents=True)
+    jobs = [Split(i, f.path, 0, f.size, True) for i, f in enumerate(big)]
+    fn = functools.partial(_gunzip_one, dest=str(plain_dir), binary=cfg.binary_share)
+    with bar(f"ingest: decompress {len(big)} gzip file(s) to spread them over the cores") as tick:
+        done = {d["source"]: d for d in _run_splits(spark, jobs, fn, tick)}
+    copies = {p: InputFile(d["path"], d["size"], False) for p, d in done.items() if d["clean"]}
+    kept = [p for p, d in done.items() if not d["clean"]]
+    if kept:
+        res.notes.append(f"{len(kept)} gzip file(s) read as one task each (they do not decompress cleanly): "
+                         + ", ".join(Path(p).name for p in kept))
+    out: list[Split] = []
+    for s in cut([copies.get(f.path, f) for f in files]):
+        orig = next((p for p, c in copies.items() if c.path == s.path), None)
+        out.append(Split(len(out), s.path, s.start, s.end, s.gz, source=orig or "",
+                         layers=done[orig]["layers"] if orig else 0))
+    return _line_bases(spark, out)
+
+
+def _gunzip_one(split: Split, dest: str, binary: float) -> dict:
+    return gunzip_split(split, str(Path(dest) / f"{split.split_id:05d}.log"), binary)
 
 
 def _reconcile(
