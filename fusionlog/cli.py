@@ -587,6 +587,29 @@ def bench_ingest(
     run([int(x) for x in lines.split(",")], system=system, workdir=workdir, out=out, master=master, gzip=gzip)
 
 
+@bench.command("backfill")
+@_errors
+def bench_backfill(
+    lines: Annotated[str, typer.Option(help="comma-separated sizes in lines (the first: the baseline)")
+                     ] = "1000000,10000000",
+    systems: Annotated[str, typer.Option(help="comma-separated targets: HDFS (blocks), BGL (lines)")] = "HDFS,BGL",
+    workdir: Annotated[Path, typer.Option(help="where archives and runs go")] = Path("runs/bench"),
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the results as JSON")] = None,
+    llm_url: Annotated[str | None, typer.Option(help="an OpenAI-compatible endpoint instead of conf/llm.yaml's "
+                                                     "(e.g. http://127.0.0.1:8000/v1)")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="the endpoint's model name (with --llm-url)")] = None,
+    timeout_s: Annotated[float, typer.Option(help="deadline of each run")] = 4 * 3600,
+    keep: Annotated[bool, typer.Option(help="keep the run directories")] = False,
+) -> None:
+    """The whole transfer on synthetic archives of each size: per stage wall time, peak RSS, disk; LLM questions
+    and the LLM's share of the time; growth from the first size."""
+    from fusionlog.bench.backfill import run
+
+    llm = {"backend": "openai", "base_url": llm_url, "model": llm_model or "default"} if llm_url else None
+    run([int(x) for x in lines.split(",")], [s.strip() for s in systems.split(",")], workdir=workdir, out=out,
+        llm=llm, timeout_s=timeout_s, keep=keep)
+
+
 @bench.command("embed")
 @_errors
 def bench_embed(
