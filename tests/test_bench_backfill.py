@@ -25,6 +25,7 @@ def test_backfill_measures_every_stage_of_the_whole_transfer(tmp_path: Path, cap
     assert [r["lines"] for r in rows] == [2000, 4000] and all(r["system"] == "HDFS" for r in rows)
     for r in rows:
         assert r["parsed_lines"] == r["lines"] and r["windows"] > 0 and r["templates"] > 0
+        assert 0 < r["anomalous_windows"] < r["windows"]  # the synthetic blocks' labels were read
         assert set(r["stages"]) == set(STAGES)
         assert all(s["seconds"] >= 0 and s["disk_mb"] > 0 for s in r["stages"].values())
         assert r["stages"]["ingest"]["peak_rss_mb"] > 100  # the Spark JVM at least

@@ -75,7 +75,7 @@ def experiment(system: str, archive: Path, n: int, out: Path, llm: dict | None) 
         raise ValueError(f"no backfill source for {system!r}: one of {sorted(SOURCES)}")
     source, spec = SOURCES[system]
     target: dict = {"kind": "raw", "inputs": [str(archive)]}
-    labels = Path(f"{str(archive).removesuffix('.gz')}.anomalous_blocks")
+    labels = Path(f"{archive}.anomalous_blocks")  # fusionlog synth's session labels (HDFS), beside the archive
     if labels.exists():
         target["labels"] = [str(labels)]
     exp = {"name": f"backfill_{system}_{n}", "description": f"{source} -> {n:,} synthetic {system} lines (bench)",
@@ -159,6 +159,7 @@ def run(sizes: list[int], systems: list[str], workdir: Path = Path("runs/bench")
             calls = _llm_calls(stages)
             rows.append({"system": system, "lines": n, "archive_mb": archive.stat().st_size / 2**20,
                          "parsed_lines": ing["lines"], "windows": ing["windows"], "templates": ing["templates"],
+                         "anomalous_windows": ing["anomalous_windows"],
                          "wall_s": wall, "llm_calls": calls, "llm_share": stages["judge"]["seconds"] / wall,
                          "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
                          "stages": {k: {m: v for m, v in s.items() if m != "summary"} for k, s in stages.items()}})
@@ -187,7 +188,8 @@ def _print(rows: list[dict]) -> None:
             t.add_row(s, *(f"{r['stages'][s]['seconds']:,.0f} s / {_mb(r['stages'][s]['peak_rss_mb'])} / "
                            f"{r['stages'][s]['disk_mb']:,.0f}" for r in mine))
         t.add_row("total", *(f"{r['wall_s']:,.0f} s / {r['peak_rss_mb']:,.0f}" for r in mine))
-        t.add_row("windows / events", *(f"{r['windows']:,} / {r['templates']:,}" for r in mine))
+        t.add_row("windows (anomalous) / events", *(f"{r['windows']:,} ({r['anomalous_windows'] or 0:,}) / "
+                                                     f"{r['templates']:,}" for r in mine))
         t.add_row("LLM questions", *(" + ".join(f"{v} {k}" for k, v in r["llm_calls"].items() if v) or "0"
                                      for r in mine))
         t.add_row("LLM share of wall", *(f"{r['llm_share']:.0%}" for r in mine))
