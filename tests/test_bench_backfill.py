@@ -35,7 +35,7 @@ def test_backfill_measures_every_stage_of_the_whole_transfer(tmp_path: Path, cap
         assert calls["source_events"] > 0 and 0 < r["llm_share"] < 1
         assert sum(s["seconds"] for s in r["stages"].values()) <= r["wall_s"]
     assert rows[1]["windows"] > rows[0]["windows"]  # twice the lines, more blocks
-    assert not list(tmp_path.glob("backfill_HDFS_*/"))  # the runs are removed (no --keep)
+    assert not list(tmp_path.glob("backfill_HDFS_*.run"))  # the runs are removed (no --keep)
     assert json.loads((tmp_path / "backfill.json").read_text())["rows"][1]["lines"] == 4000
     assert "backfill: BGL -> synthetic HDFS" in printed and "LLM share of wall" in printed
     assert "HDFS 2,000 -> 4,000 lines (x2): wall x" in printed

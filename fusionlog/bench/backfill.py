@@ -143,11 +143,12 @@ def run(sizes: list[int], systems: list[str], workdir: Path = Path("runs/bench")
     me = [str(Path(sys.executable).parent / "fusionlog"), "run"]
     for system in systems:
         for n in sizes:
-            archive = workdir / f"{system}_{n}.log.gz"
-            if not archive.exists():
+            archive = workdir / f"backfill_{system}_{n}.log.gz"  # its own name: never another bench's archive
+            labels = Path(f"{archive}.anomalous_blocks")
+            if not archive.exists() or (system == "HDFS" and not labels.exists()):
                 console.print(f"synthesizing {n:,} {system} lines -> {archive}")
                 synth(system, n, archive)
-            run_dir = workdir / f"backfill_{system}_{n}"
+            run_dir = workdir / f"backfill_{system}_{n}.run"
             shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: finished stages would be skipped
             run_dir.mkdir()
             exp = experiment(system, archive, n, run_dir, llm)
