@@ -601,7 +601,7 @@ def bench_backfill(
     timeout_s: Annotated[float, typer.Option(help="deadline of each run")] = 4 * 3600,
     keep: Annotated[bool, typer.Option(help="keep the run directories")] = False,
 ) -> None:
-    """The whole transfer on synthetic archives of each size: per stage wall time, peak RSS, disk; LLM questions
+    """The whole transfer on synthetic archives of each size: per stage wall time, peak memory, disk; LLM questions
     and the LLM's share of the time; growth from the first size."""
     from fusionlog.bench.backfill import run
 

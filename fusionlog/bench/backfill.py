@@ -28,12 +28,12 @@ from rich.console import Console
 from rich.table import Table
 
 from fusionlog.io import atomic_write_text
+from fusionlog.pipeline import STAGES
 from fusionlog.rundir import ingest_stats_file, stage_marker
 
 console = Console(width=160)
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
-STAGES = ("ingest", "events", "judge", "embed", "route", "train", "distill", "detect", "evaluate", "report")
 # each target's labeled source: shipped data of another system, with another kind of window
 SOURCES: dict[str, tuple[str, dict]] = {
     "HDFS": ("BGL", {"kind": "raw", "inputs": [str(DATA / "loghub_2k/BGL/BGL_2k.log.gz")], "window": "line"}),
@@ -89,7 +89,8 @@ def experiment(system: str, archive: Path, n: int, out: Path, llm: dict | None) 
 
 
 def follow(cmd: list[str], run: Path, log: Path, timeout_s: float) -> dict[str, dict]:
-    """Run ``cmd`` (a ``fusionlog run`` into ``run``); per stage its peak tree RSS and the run's size after it."""
+    """Run ``cmd`` (a ``fusionlog run`` into ``run``); per stage its peak tree memory (PSS) and the run's size after
+    it."""
     stages: dict[str, dict] = {s: {"peak_rss_mb": 0.0} for s in STAGES}
     done: set[str] = set()
     with log.open("wb") as out:

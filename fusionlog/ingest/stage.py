@@ -370,10 +370,11 @@ def _plan(spark: SparkSession, files: list[InputFile], cfg: IngestConfig, work: 
     if kept:
         res.notes.append(f"{len(kept)} gzip file(s) read as one task each (they do not decompress cleanly): "
                          + ", ".join(Path(p).name for p in kept))
+    origin = {c.path: p for p, c in copies.items()}  # plain copy -> its gzip file
     out: list[Split] = []
     for s in cut([copies.get(f.path, f) for f in files]):
-        orig = next((p for p, c in copies.items() if c.path == s.path), None)
-        out.append(Split(len(out), s.path, s.start, s.end, s.gz, source=orig or "",
+        orig = origin.get(s.path, "")
+        out.append(Split(len(out), s.path, s.start, s.end, s.gz, source=orig,
                          layers=done[orig]["layers"] if orig else 0))
     return _line_bases(spark, out)
 
